@@ -1,0 +1,164 @@
+"""Audio loading for the model: any readable file -> validated mono float32 at 16 kHz.
+
+numpy, soundfile and soxr only (no torch), so it stays cheap to import and easy to test.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from server.errors import AudioError
+
+SAMPLE_RATE = 16000
+DEFAULT_MAX_SECONDS = 600.0
+MIN_SECONDS = 0.2
+SILENCE_DBFS = -60.0
+
+_FORMATS_HINT = (
+    "Use a WAV, FLAC, OGG or MP3 file, or convert it first, "
+    "e.g. `ffmpeg -i input.m4a -ar 16000 -ac 1 output.wav`."
+)
+
+PathLike = str | os.PathLike[str]
+
+
+def _check_exists(path: Path) -> None:
+    # The full path (not just the name) so the user can see where we looked.
+    if not path.exists():
+        raise AudioError(
+            "audio_missing",
+            f"The audio file '{path}' does not exist.",
+            "Check the path, or pick the file again.",
+        )
+    if path.is_dir():
+        raise AudioError(
+            "audio_missing",
+            f"The audio path '{path}' is a folder, not a file.",
+            "Pick an audio file inside it instead.",
+        )
+
+
+def _unreadable(path: Path, detail: str) -> AudioError:
+    return AudioError(
+        "audio_unreadable",
+        f"'{path.name}' is not a readable audio file ({detail}).",
+        _FORMATS_HINT,
+    )
+
+
+def _open(path: Path) -> sf.SoundFile:
+    _check_exists(path)
+    try:
+        return sf.SoundFile(path)
+    except PermissionError as exc:
+        raise AudioError(
+            "audio_unreadable",
+            f"'{path.name}' cannot be opened (permission denied).",
+            "Check the file's permissions.",
+        ) from exc
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
+        raise _unreadable(path, _short_reason(exc)) from exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    # libsndfile's text is "Error opening '<path>': <reason>"; keep only the reason, the path is already named,
+    # and fold its sentences into one so the message stays a single sentence.
+    text = str(exc).strip()
+    reason = text.rsplit(": ", 1)[-1] if ": " in text else text
+    reason = reason.replace(". ", "; ").rstrip(".").strip()
+    return reason or type(exc).__name__
+
+
+def duration_seconds(path: PathLike) -> float:
+    """Duration in seconds, read from the file header (nothing is decoded)."""
+    path = Path(path)
+    with _open(path) as f:
+        return f.frames / f.samplerate if f.samplerate > 0 else 0.0
+
+
+def _check_duration(path: Path, frames: int, samplerate: int, max_seconds: float) -> None:
+    if frames <= 0:
+        raise AudioError(
+            "audio_empty",
+            f"'{path.name}' contains no audio samples.",
+            "Check that the recording was saved correctly, or pick another file.",
+        )
+    seconds = frames / samplerate
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            "audio_too_short",
+            f"'{path.name}' is too short ({seconds:.3f} s; the minimum is {MIN_SECONDS:g} s).",
+            "Use a longer recording.",
+        )
+    if seconds > max_seconds:
+        raise AudioError(
+            "audio_too_long",
+            f"'{path.name}' is too long ({seconds:.1f} s; the limit is {max_seconds:g} s).",
+            "Split the file into shorter parts, or raise the limit with the `--max-seconds` option.",
+        )
+
+
+def load_audio(path: PathLike, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
+    """Read an audio file and return it as validated mono float32 at 16 kHz."""
+    if not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
+    path = Path(path)
+    with _open(path) as f:
+        sr = f.samplerate
+        # Refuse from the header before decoding, so a 3-hour file costs nothing.
+        _check_duration(path, f.frames, sr, max_seconds)
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OSError) as exc:
+            raise _unreadable(path, _short_reason(exc)) from exc
+
+    # A damaged file can decode to fewer frames than its header claims.
+    _check_duration(path, data.shape[0], sr, max_seconds)
+    # Before resampling: the resampler would smear a NaN over its whole filter length.
+    if not np.isfinite(data).all():
+        raise AudioError(
+            "audio_nonfinite",
+            f"'{path.name}' contains invalid samples (NaN or infinity).",
+            "Re-export the audio from your editor, or pick another file.",
+        )
+
+    # Slice rather than average one channel so mono input is untouched.
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if sr != SAMPLE_RATE:
+        mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="VHQ")
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+
+    # Checked on what the model will see: a stereo file whose channels cancel is silent to it.
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    peak_db = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+    if peak_db < SILENCE_DBFS:
+        level = (
+            "all samples are zero" if peak == 0 else f"peak {peak_db:.1f} dBFS, below {SILENCE_DBFS:g} dBFS"
+        )
+        raise AudioError(
+            "audio_silent",
+            f"'{path.name}' is silent ({level}).",
+            "Check the recording level, or that you picked the right file.",
+        )
+    return mono
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance, exactly as Wav2Vec2FeatureExtractor(do_normalize=True) computes it."""
+    # transformers casts to float32 first and normalises in float32; doing the same keeps parity bit-exact.
+    x = np.asarray(x, dtype=np.float32)
+    return (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+
+
+def load_for_model(
+    path: PathLike, *, max_seconds: float = DEFAULT_MAX_SECONDS, do_normalize: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (raw mono 16 kHz audio, model input values)."""
+    raw = load_audio(path, max_seconds=max_seconds)
+    return raw, (normalize(raw) if do_normalize else raw)

@@ -1,0 +1,122 @@
+"""Audio encoders: Hugging Face wav2vec 2.0 / HuBERT, wrapped (not copied).
+
+``PhoneticEncoder`` reproduces the hosts' custom forward: the 512-d conv features are
+rate-converted to the motion frame rate *before* the feature projection (VOCASET: linear
+interpolation to ``int((n / 50.0) * fps)`` frames; BIWI: two audio frames per motion
+frame). ``SemanticEncoder`` is the plain model; its time-mean is Wav2Sem's utterance vector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, HubertModel, PretrainedConfig, Wav2Vec2Model
+
+from ..errors import ModelError
+
+SUPPORTED_TYPES = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}
+# The hosts label the conv rate 50 Hz although it is 49 frames/s; the frame count depends on it.
+NOMINAL_AUDIO_RATE = 50.0
+
+
+def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -> PretrainedConfig:
+    """Read a local Hugging Face encoder config (never a hub download)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            "encoder_missing",
+            f"The audio encoder folder {folder} has no config.json.",
+            "Point --encoder at a Hugging Face wav2vec2/HuBERT folder (config.json, preprocessor_config.json).",
+        )
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    return prepare_config(config, attn_implementation)
+
+
+def prepare_config(config: PretrainedConfig, attn_implementation: str = "sdpa") -> PretrainedConfig:
+    if config.model_type not in SUPPORTED_TYPES:
+        raise ModelError(
+            "encoder_unsupported",
+            f"The audio encoder type '{config.model_type}' is not supported.",
+            "Use a wav2vec2 or HuBERT encoder folder.",
+        )
+    # SpecAugment is training-only; with both probabilities at 0 the unused
+    # ``masked_spec_embed`` parameter is not created (official checkpoints carry one; it is dropped).
+    config.mask_time_prob = 0.0
+    config.mask_feature_prob = 0.0
+    # SDPA keeps attention memory linear in length (10-minute clips); eager differs by ~1e-6.
+    config._attn_implementation = attn_implementation
+    return config
+
+
+def build_hf_model(config: PretrainedConfig) -> nn.Module:
+    return SUPPORTED_TYPES[config.model_type](config)
+
+
+def hf_weights_file(folder: str | Path) -> Path | None:
+    """The released weights in an encoder folder, if any (safetensors preferred)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = Path(folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
+class PhoneticEncoder(nn.Module):
+    """Frame-level speech features at the motion frame rate, as the hosts compute them."""
+
+    def __init__(self, config: PretrainedConfig, alignment: str, fps: float) -> None:
+        super().__init__()
+        if alignment not in ("interpolate", "pairs"):
+            raise ValueError(f"unknown alignment {alignment!r}")
+        self.model = build_hf_model(config)
+        self.alignment = alignment
+        self.fps = fps
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def conv_features(self, input_values: torch.Tensor) -> torch.Tensor:
+        """(B, N) normalised audio -> (B, n, C) conv features at ~50 Hz."""
+        return self.model.feature_extractor(input_values).transpose(1, 2)
+
+    def motion_frames(self, n_conv: int) -> int:
+        """Number of motion frames the hosts decode for ``n_conv`` conv frames."""
+        if self.alignment == "interpolate":
+            return int((n_conv / NOMINAL_AUDIO_RATE) * self.fps)
+        return n_conv // 2
+
+    def forward(self, input_values: torch.Tensor, frame_num: int | None = None) -> torch.Tensor:
+        """(B, N) normalised audio -> (B, S, hidden): S = motion frames (or 2x for pairs)."""
+        feats = self.conv_features(input_values)
+        if self.alignment == "interpolate":
+            size = frame_num if frame_num is not None else self.motion_frames(feats.shape[1])
+            feats = F.interpolate(feats.transpose(1, 2), size=size, mode="linear", align_corners=True)
+            feats = feats.transpose(1, 2)
+        else:
+            feats = feats[:, : feats.shape[1] - feats.shape[1] % 2]
+            if frame_num is not None:
+                feats = feats[:, : 2 * frame_num]
+        projected = self.model.feature_projection(feats)
+        if isinstance(projected, tuple):  # wav2vec2 returns (projected, normed); HuBERT a tensor
+            projected = projected[0]
+        return self.model.encoder(projected)[0]
+
+
+class SemanticEncoder(nn.Module):
+    """Wav2Sem's semantic encoder: the wav2vec2 architecture, mean-pooled over the clip at 50 Hz."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        self.model = build_hf_model(config)
+
+    def hidden(self, input_values: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, T, hidden) last hidden states."""
+        return self.model(input_values).last_hidden_state
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, hidden) the utterance's semantic vector."""
+        return self.hidden(input_values).mean(dim=1)

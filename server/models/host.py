@@ -1,0 +1,128 @@
+"""What FaceFormer and CodeTalker stage 2 share: audio front end, style table, motion input map.
+
+A host turns normalised audio into per-frame memory vectors (phonetic frames, optionally
+plus the Wav2Sem vector, then ``audio_proj``) and decodes them autoregressively. The first
+token is the bare style vector; every later token is ``motion_in(previous offset) + style``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig
+
+from ..errors import Wav2SemError
+from .decoding import CausalDecoder
+from .encoders import PhoneticEncoder
+from .wav2sem import SemanticFusion
+
+Progress = Callable[[str, float], None]
+
+
+def no_progress(stage: str, fraction: float) -> None:  # noqa: ARG001 - the default callback
+    return None
+
+
+@dataclass
+class HostSpec:
+    """Dimensions of a host decoder; everything a bundle needs to rebuild the module."""
+
+    arch: str
+    n_vertices: int
+    fps: float
+    alignment: str  # "interpolate" (VOCASET) or "pairs" (BIWI)
+    period: int
+    d_model: int
+    n_head: int
+    n_layers: int
+    d_ff: int
+    subjects: list[str]
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def out_dim(self) -> int:
+        return 3 * self.n_vertices
+
+    @property
+    def audio_per_frame(self) -> int:
+        return 1 if self.alignment == "interpolate" else 2
+
+
+class StyleTable(nn.Module):
+    """One vector per training subject; a style is any weighting of the rows (one-hot or a blend)."""
+
+    def __init__(self, n_subjects: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_subjects, d_model))
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        return weights @ self.weight
+
+
+class HostModel(nn.Module):
+    def __init__(
+        self,
+        spec: HostSpec,
+        encoder_config: PretrainedConfig,
+        semantic_config: PretrainedConfig | None = None,
+        fusion: str = "consistent",
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.audio_encoder = PhoneticEncoder(encoder_config, spec.alignment, spec.fps)
+        width = self.audio_encoder.hidden_size
+        self.semantic = SemanticFusion(semantic_config, width, fusion) if semantic_config else None
+        self.audio_proj = nn.Linear(width, spec.d_model)
+        self.motion_in = nn.Linear(spec.out_dim, spec.d_model)
+        self.style = StyleTable(len(spec.subjects), spec.d_model)
+        self.decoder = CausalDecoder(
+            spec.d_model, spec.n_head, spec.d_ff, spec.n_layers, spec.period, spec.audio_per_frame
+        )
+
+    # -- inputs ---------------------------------------------------------------------------
+    def style_weights(
+        self, subject: str | int | None = None, subject2: str | int | None = None, blend: float = 1.0
+    ) -> torch.Tensor:
+        """Weights over the training subjects: one-hot, or ``blend * s1 + (1 - blend) * s2``."""
+        n = len(self.spec.subjects)
+        w = torch.zeros(n)
+        w[self._subject_index(subject)] += blend if subject2 is not None else 1.0
+        if subject2 is not None:
+            if not 0.0 <= blend <= 1.0:
+                raise Wav2SemError("bad_request", f"The blend weight {blend} is outside 0..1.", "Use 0..1.")
+            w[self._subject_index(subject2)] += 1.0 - blend
+        return w.to(self.audio_proj.weight.device)
+
+    def _subject_index(self, subject: str | int | None) -> int:
+        names = self.spec.subjects
+        if subject is None:
+            return 0
+        if isinstance(subject, int) or (isinstance(subject, str) and subject.isdigit()):
+            idx = int(subject)
+            if 0 <= idx < len(names):
+                return idx
+        elif subject in names:
+            return names.index(subject)
+        raise Wav2SemError(
+            "unknown_subject",
+            f"The model has no subject (speaking style) called '{subject}'.",
+            f"Choose one of: {', '.join(names)}.",
+        )
+
+    def memory(self, input_values: torch.Tensor, semantic: bool = True) -> torch.Tensor:
+        """(N,) normalised audio -> (S, d_model) decoder memory."""
+        x = input_values.reshape(1, -1).to(self.audio_proj.weight.device)
+        frames = self.audio_encoder(x)
+        if semantic and self.semantic is not None:
+            frames = self.semantic(frames, x)
+        return self.audio_proj(frames)[0]
+
+    def n_frames(self, memory: torch.Tensor) -> int:
+        return memory.shape[0] // self.spec.audio_per_frame
+
+    @property
+    def has_semantic(self) -> bool:
+        return self.semantic is not None
