@@ -241,8 +241,45 @@ class CodeTalker(HostModel):
         progress("encode", 0.0)
         memory = self.memory(input_values, semantic)
         progress("encode", 1.0)
-        codes = self.decode_codes(memory, self.style(style_weights), progress)
-        return self.vq.decoder(codes[None])[0]
+        style = self.style(style_weights)
+        if self.n_frames(memory) <= self.exact_frames:
+            return self.vq.decoder(self.decode_codes(memory, style, progress)[None])[0]
+        return self.decode_windowed(memory, style, progress)
+
+    # Exact decoding costs O(T^2) (see the module docstring): beyond the official 600-frame
+    # limit, decode overlapping windows exactly and cross-fade them linearly.
+    exact_frames = 600
+    window_overlap = 60
+
+    def windows(self, n: int) -> list[tuple[int, int]]:
+        size, step = self.exact_frames, self.exact_frames - self.window_overlap
+        starts = list(range(0, max(1, n - size), step)) + [max(0, n - size)]
+        return [(s, min(s + size, n)) for s in dict.fromkeys(starts)]
+
+    @torch.no_grad()
+    def decode_windowed(
+        self, memory: torch.Tensor, style: torch.Tensor, progress: Progress = no_progress
+    ) -> torch.Tensor:
+        n, a = self.n_frames(memory), self.spec.audio_per_frame
+        spans = self.windows(n)
+        out = torch.zeros(n, self.spec.out_dim, device=memory.device, dtype=memory.dtype)
+        total = torch.zeros(n, 1, device=memory.device, dtype=memory.dtype)
+        for k, (s, e) in enumerate(spans):
+            def sub(stage: str, f: float, k: int = k) -> None:
+                progress(stage, (k + f) / len(spans))
+
+            codes = self.decode_codes(memory[s * a : e * a], style, sub)
+            part = self.vq.decoder(codes[None])[0]
+            w = torch.ones(e - s, 1, device=memory.device, dtype=memory.dtype)
+            if k > 0:  # fade in over the overlap with the previous window
+                ov = spans[k - 1][1] - s
+                w[:ov, 0] = torch.arange(1, ov + 1, device=w.device) / (ov + 1)
+            if k + 1 < len(spans):  # fade out over the overlap with the next window
+                ov = e - spans[k + 1][0]
+                w[e - s - ov :, 0] = 1 - torch.arange(1, ov + 1, device=w.device) / (ov + 1)
+            out[s:e] += part * w
+            total[s:e] += w
+        return out / total
 
     @torch.no_grad()
     def decode_reference(

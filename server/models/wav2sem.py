@@ -11,11 +11,14 @@ Fusion happens on the host's 768-d phonetic frames, before the host's
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from .encoders import SemanticEncoder
+from .checkpoints import load_exactly, map_wav2bert, read_state_dict
+from .encoders import SemanticEncoder, load_encoder_config
 
 FUSION_MODES = ("official", "consistent")
 
@@ -38,3 +41,11 @@ class SemanticFusion(nn.Module):
 
     def forward(self, frames: torch.Tensor, input_values: torch.Tensor) -> torch.Tensor:
         return frames + self.vector(input_values)[:, None, :]
+
+
+def load_semantic_encoder(checkpoint: str | Path, config_dir: str | Path) -> SemanticEncoder:
+    """An official standalone Wav2Sem file (``{'state_dict': Wav2Bert...}``) as an eval-mode encoder."""
+    encoder = SemanticEncoder(load_encoder_config(config_dir))
+    state = map_wav2bert(read_state_dict(checkpoint), encoder.model)
+    load_exactly(encoder.model, state, Path(checkpoint).name)
+    return encoder.eval()

@@ -1,0 +1,165 @@
+"""Command line: ``python -m server {convert,infer,serve,benchmark} ...``.
+
+Every command exits 0 on success and otherwise prints one plain line to stderr
+(``error: <what is wrong> <what to do>``) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Nothing in this project downloads from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from .convert import convert
+
+    out = convert(
+        arch=args.arch,
+        checkpoint=args.checkpoint,
+        encoder=args.encoder,
+        dataset=args.dataset,
+        out=args.out,
+        subjects=args.subjects.split() if args.subjects else None,
+        vqvae=args.vqvae,
+        wav2sem=args.wav2sem,
+        wav2sem_config=args.wav2sem_config,
+        fusion=args.fusion,
+        n_head=args.n_head,
+        vq_heads=args.vq_heads,
+    )
+    print(f"bundle written to {out}", file=sys.stderr)
+
+
+def _infer(args: argparse.Namespace) -> None:
+    from .models.bundle import load_bundle
+    from .pipeline import InferRequest, resolve_device, run, save_result
+    from .progress import ConsoleProgress
+
+    device = resolve_device(args.device)
+    model = load_bundle(args.bundle, device)
+    request = InferRequest(
+        audio=args.audio,
+        subject=args.subject,
+        subject2=args.subject2,
+        blend=args.blend,
+        semantic=not args.no_semantic,
+        fps=args.fps,
+        max_seconds=args.max_seconds,
+    )
+    with ConsoleProgress(enabled=not args.quiet) as progress:
+        result = run(model, request, progress)
+    save_result(result, args.out)
+    frames = result["offsets"].shape[0]
+    print(f"{frames} frames at {float(result['fps']):g} fps written to {args.out}", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .service import serve
+
+    serve(max_message=args.max_message, idle_timeout=args.idle_timeout)
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from .benchmark import main as bench
+
+    bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "convert",
+        help="build a model bundle from official checkpoint files",
+        description="Convert official FaceFormer / CodeTalker(+Wav2Sem) checkpoints into a bundle folder.",
+    )
+    p.add_argument("--arch", required=True, choices=["faceformer", "codetalker"])
+    p.add_argument("--checkpoint", required=True, help="FaceFormer .pth or CodeTalker stage-2 .pth.tar")
+    p.add_argument("--encoder", required=True, help="Hugging Face wav2vec2/HuBERT folder (config + preprocessing)")
+    p.add_argument("--dataset", required=True, help="vocaset (30 fps, FLAME 5023 vertices) or BIWI (25 fps)")
+    p.add_argument("--subjects", help="training subjects in style order (default: the dataset's official list)")
+    p.add_argument("--vqvae", help="CodeTalker stage-1 checkpoint, if the stage-2 file lacks autoencoder.*")
+    p.add_argument("--wav2sem", help="Wav2Sem semantic encoder .pth.tar, if the stage-2 file lacks Wav2Bert.*")
+    p.add_argument("--wav2sem-config", help="HF config folder of the semantic encoder (default: --encoder)")
+    p.add_argument(
+        "--fusion",
+        choices=["official", "consistent"],
+        default="consistent",
+        help="consistent: add the trained projection of the semantic vector, as in training (default); "
+        "official: add the raw vector, as the released predict() does",
+    )
+    p.add_argument("--n-head", type=int, default=4, help="decoder attention heads (official: 4)")
+    p.add_argument("--vq-heads", type=int, default=8, help="CodeTalker stage-1 attention heads (official: 8)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser(
+        "infer",
+        help="animate one audio file",
+        description="Run a bundle on an audio file and write offsets (T, V, 3), fps and provenance to an .npz.",
+    )
+    p.add_argument("--bundle", required=True, help="model bundle folder")
+    p.add_argument("--audio", required=True, help="WAV/FLAC/OGG/MP3, any sample rate and channel count")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--subject", help="speaking style (a training subject's name or index); default: the first")
+    p.add_argument("--subject2", help="second style to blend with --subject")
+    p.add_argument("--blend", type=float, default=1.0, help="weight of --subject when blending (0..1)")
+    p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off (the plain host model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--fps", type=float, help="resample the motion to this frame rate")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio (default 600)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_infer)
+
+    p = sub.add_parser(
+        "serve",
+        help="long-lived process for the Blender add-on (framed JSON on stdin/stdout, no network port)",
+        description="Serve inference requests over stdin/stdout; see server/protocol.py for the messages.",
+    )
+    p.add_argument("--max-message", type=int, default=1 << 20, help="largest accepted message in bytes")
+    p.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many idle seconds (0: never)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="time official-style decoding against ours on 5/20/60 s of audio",
+        description="Decoding benchmark: official-style recomputation vs cached decoding.",
+    )
+    p.add_argument("--seconds", default="5,20,60", help="comma-separated audio lengths")
+    p.add_argument("--arch", default="faceformer,codetalker", help="which hosts to time")
+    p.add_argument("--size", default="full", choices=["full", "small"], help="full: official dimensions")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--reference-limit", type=float, default=60.0, help="skip the official loop above this length")
+    p.set_defaults(func=_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import Wav2SemError
+
+    try:
+        args.func(args)
+    except Wav2SemError as exc:
+        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("WAV2SEM_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set WAV2SEM_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

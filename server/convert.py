@@ -1,0 +1,233 @@
+"""Build a model bundle from official checkpoint files (FaceFormer, CodeTalker, Wav2Sem).
+
+Dimensions are read from the tensors themselves, so shrunk or enlarged variants convert
+as long as their layout is the official one. What cannot be read from shapes (attention
+head counts, the dataset's frame rate) comes from the dataset preset or an option.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import ModelError
+from .models.bundle import save_bundle
+from .models.checkpoints import (
+    load_exactly,
+    map_host,
+    map_stage1,
+    map_wav2bert,
+    read_state_dict,
+    take_prefix,
+)
+from .models.codetalker import CodeTalker, VQSpec
+from .models.encoders import hf_weights_file, load_encoder_config
+from .models.faceformer import FaceFormer
+from .models.host import HostModel, HostSpec
+
+VOCASET_SUBJECTS = [
+    "FaceTalk_170728_03272_TA",
+    "FaceTalk_170904_00128_TA",
+    "FaceTalk_170725_00137_TA",
+    "FaceTalk_170915_00223_TA",
+    "FaceTalk_170811_03274_TA",
+    "FaceTalk_170913_03279_TA",
+    "FaceTalk_170904_03276_TA",
+    "FaceTalk_170912_03278_TA",
+]
+BIWI_SUBJECTS = ["F2", "F3", "F4", "M3", "M4", "M5"]
+
+DATASETS = {
+    # fps, ALiBi/PPE period, audio alignment, training subjects in style-index order
+    "vocaset": {"fps": 30.0, "period": 30, "alignment": "interpolate", "subjects": VOCASET_SUBJECTS},
+    "BIWI": {"fps": 25.0, "period": 25, "alignment": "pairs", "subjects": BIWI_SUBJECTS},
+}
+
+
+def _dataset(name: str) -> dict:
+    for key, preset in DATASETS.items():
+        if key.lower() == name.lower():
+            return preset
+    raise ModelError("bad_request", f"Unknown dataset '{name}'.", "Use vocaset or BIWI.")
+
+
+def _layer_count(state: dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def _need(state: dict, key: str, source: str) -> torch.Tensor:
+    if key not in state:
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} has no '{key}', so it is not a checkpoint of this architecture.",
+            "Check --arch and that you passed the right file.",
+        )
+    return state[key]
+
+
+def _host_spec(state: dict, arch: str, preset: dict, subjects: list[str], n_head: int, source: str) -> HostSpec:
+    d_model, out_dim = _need(state, "vertice_map.weight", source).shape
+    if out_dim % 3:
+        raise ModelError("checkpoint_mismatch", f"{source}: output width {out_dim} is not 3 x vertices.", "")
+    n_layers = _layer_count(state, "transformer_decoder.layers.")
+    d_ff = _need(state, "transformer_decoder.layers.0.linear1.weight", source).shape[0]
+    return HostSpec(
+        arch=arch,
+        n_vertices=out_dim // 3,
+        fps=preset["fps"],
+        alignment=preset["alignment"],
+        period=preset["period"],
+        d_model=d_model,
+        n_head=n_head,
+        n_layers=n_layers,
+        d_ff=d_ff,
+        subjects=list(subjects),
+    )
+
+
+def _check_subjects(n_styles: int, subjects: list[str], source: str) -> None:
+    if n_styles != len(subjects):
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} has {n_styles} speaking styles but {len(subjects)} subject names were given.",
+            "Pass --subjects with the training subjects in their training order.",
+        )
+
+
+def _encoder_state(state: dict, encoder_dir: Path, source: str) -> dict:
+    """The host's fine-tuned encoder weights; the Hugging Face release only if the file has none."""
+    if any(k.startswith("audio_encoder.") for k in state):
+        return state
+    released = hf_weights_file(encoder_dir)
+    if released is None:
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} carries no audio encoder weights and {encoder_dir} has none either.",
+            "Use an encoder folder with model.safetensors, or the full host checkpoint.",
+        )
+    return {**state, **{f"audio_encoder.{k}": v for k, v in read_state_dict(released).items()}}
+
+
+def _semantic_state(state: dict, wav2sem: str | None, model: HostModel, fusion: str, source: str) -> dict:
+    """``semantic.*`` entries from ``Wav2Bert.*`` in the host file or a standalone Wav2Sem file."""
+    sem = take_prefix(state, "Wav2Bert.")
+    if wav2sem:
+        sem = read_state_dict(wav2sem)
+    out = {
+        f"semantic.encoder.model.{k}": v
+        for k, v in map_wav2bert(sem, model.semantic.encoder.model).items()
+    }
+    project = take_prefix(state, "bert_feature_map.")
+    if project:
+        out.update({f"semantic.project.{k}": v for k, v in project.items()})
+    elif fusion == "consistent":
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} has no trained 'bert_feature_map', which the consistent fusion needs.",
+            "Use --fusion official to add the raw semantic vector, or a checkpoint trained with Wav2Sem.",
+        )
+    else:  # official fusion never uses the projection; keep it as an explicit identity
+        width = model.semantic.project.out_features
+        out["semantic.project.weight"] = torch.eye(width)
+        out["semantic.project.bias"] = torch.zeros(width)
+    return out
+
+
+def _file_id(path: str | Path) -> dict:
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"file": Path(path).name, "sha256": digest}
+
+
+def convert(
+    *,
+    arch: str,
+    checkpoint: str,
+    encoder: str,
+    dataset: str,
+    out: str,
+    subjects: list[str] | None = None,
+    vqvae: str | None = None,
+    wav2sem: str | None = None,
+    wav2sem_config: str | None = None,
+    fusion: str = "consistent",
+    n_head: int = 4,
+    vq_heads: int = 8,
+) -> Path:
+    """Convert official checkpoint file(s) into a bundle at ``out``; returns its path."""
+    preset = _dataset(dataset)
+    subjects = subjects or preset["subjects"]
+    source = Path(checkpoint).name
+    state = _encoder_state(read_state_dict(checkpoint), Path(encoder), source)
+    enc_config = load_encoder_config(encoder)
+    has_semantic = bool(wav2sem) or any(k.startswith("Wav2Bert.") for k in state)
+    sem_dir = Path(wav2sem_config or encoder)
+    sem_config = load_encoder_config(sem_dir) if has_semantic else None
+    spec = _host_spec(state, arch, preset, subjects, n_head, source)
+    width = _need(state, "audio_feature_map.weight", source).shape[1]
+    if width != enc_config.hidden_size:
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} expects {width}-wide audio features but the encoder config gives {enc_config.hidden_size}.",
+            "Pass the encoder folder the model was trained with.",
+        )
+    host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
+    vq_spec = None
+    if arch == "faceformer":
+        style = _need(state, "obj_vector.weight", source)
+        _check_subjects(style.shape[1], subjects, source)
+        model: HostModel = FaceFormer(spec, enc_config, sem_config, fusion)
+        mapped = map_host(host_keys, model, "obj_vector.weight", style_transposed=True)
+    elif arch == "codetalker":
+        style = _need(state, "learnable_style_emb.weight", source)
+        _check_subjects(style.shape[0], subjects, source)
+        stage1 = take_prefix(state, "autoencoder.")
+        if vqvae:
+            stage1 = read_state_dict(vqvae)
+        if not stage1:
+            raise ModelError(
+                "checkpoint_mismatch",
+                f"{source} does not include the stage-1 VQ-VAE weights.",
+                "Pass the stage-1 checkpoint with --vqvae.",
+            )
+        vq_spec = _vq_spec(stage1, state, vq_heads, source)
+        model = CodeTalker(spec, enc_config, vq_spec, sem_config, fusion)
+        mapped = map_host(host_keys, model, "learnable_style_emb.weight", style_transposed=False)
+        mapped.update({f"vq.{k}": v for k, v in map_stage1(stage1).items()})
+    else:
+        raise ModelError("bad_request", f"Unknown architecture '{arch}'.", "Use faceformer or codetalker.")
+    if has_semantic:
+        mapped = {k: v for k, v in mapped.items() if not k.startswith("semantic.")}
+        mapped.update(_semantic_state(state, wav2sem, model, fusion, source))
+    load_exactly(model, mapped, source)
+    files = [checkpoint] + [f for f in (vqvae, wav2sem) if f]
+    provenance = {
+        "converted_by": f"wav2sem-lipsync {__version__}",
+        "dataset": dataset,
+        "sources": [_file_id(f) for f in files],
+    }
+    return save_bundle(
+        model, out, encoder_dir=encoder, semantic_dir=sem_dir, vq=vq_spec, provenance=provenance
+    )
+
+
+def _vq_spec(stage1: dict, stage2: dict, n_heads: int, source: str) -> VQSpec:
+    n_codes, code_dim = _need(stage1, "quantize.embedding.weight", source).shape
+    hidden = _need(stage1, "encoder.vertice_mapping.0.weight", source).shape[0]
+    width = _need(stage2, "feat_map.weight", source).shape[0]
+    return VQSpec(
+        hidden=hidden,
+        n_layers=_layer_count(stage1, "decoder.decoder_transformer.net.") // 2,
+        n_heads=n_heads,
+        intermediate=_need(stage1, "decoder.decoder_transformer.net.1.fn.fn.l1.weight", source).shape[0],
+        codes_per_frame=width // code_dim,
+        code_dim=code_dim,
+        n_codes=n_codes,
+        code_projection="decoder.decoder_linear_embedding_pre.net.weight" in stage1,
+        output_bias="decoder.vertice_map_reverse.bias" in stage1,
+    )

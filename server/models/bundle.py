@@ -1,0 +1,138 @@
+"""Model bundles: one folder with everything inference needs, and nothing executable.
+
+```
+BUNDLE/
+  bundle.json          architecture, dimensions, fps, subjects, fusion, provenance
+  model.safetensors    all weights under our module names
+  encoder/             Hugging Face config.json + preprocessor_config.json (phonetic encoder)
+  semantic_encoder/    config.json of the Wav2Sem semantic encoder (when present)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import ModelError
+from .checkpoints import load_exactly
+from .codetalker import CodeTalker, VQSpec
+from .encoders import load_encoder_config
+from .faceformer import FaceFormer
+from .host import HostModel, HostSpec
+
+FORMAT = "wav2sem-bundle"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+
+
+def build_model(meta: dict, folder: Path, attn_implementation: str = "sdpa") -> HostModel:
+    """Instantiate the (untrained) module a bundle describes."""
+    spec = HostSpec(**meta["host"])
+    encoder = load_encoder_config(folder / meta["encoder"]["folder"], attn_implementation)
+    semantic = meta.get("semantic")
+    sem_config = load_encoder_config(folder / semantic["folder"], attn_implementation) if semantic else None
+    fusion = semantic["fusion"] if semantic else "consistent"
+    if meta["arch"] == "faceformer":
+        return FaceFormer(spec, encoder, sem_config, fusion)
+    if meta["arch"] == "codetalker":
+        return CodeTalker(spec, encoder, VQSpec(**meta["vq"]), sem_config, fusion)
+    raise ModelError("bundle_invalid", f"Unknown architecture '{meta['arch']}' in the bundle.", "Rebuild it.")
+
+
+def read_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "bundle.json"
+    if not path.is_file():
+        raise ModelError(
+            "bundle_missing",
+            f"{folder} is not a model bundle (no bundle.json).",
+            "Build one with `python -m server convert ...` or pick the bundle folder itself.",
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError("bundle_invalid", f"{path} is not valid JSON.", "Rebuild the bundle.") from exc
+    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelError(
+            "bundle_invalid",
+            f"{folder} is not a bundle this version can read (format {meta.get('format_version')}).",
+            "Update the add-on or rebuild the bundle with this version.",
+        )
+    return meta
+
+
+def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> HostModel:
+    """Load a bundle folder into an eval-mode model on ``device``."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    model = build_model(meta, folder)
+    weights = folder / meta.get("weights", WEIGHTS)
+    if not weights.is_file():
+        raise ModelError(
+            "model_missing", f"The bundle {folder.name} has no weights file ({weights.name}).", "Rebuild it."
+        )
+    load_exactly(model, load_file(str(weights)), f"The bundle {folder.name}")
+    model.bundle_meta = meta
+    model.bundle_path = folder
+    return model.eval().to(device)
+
+
+def save_bundle(
+    model: HostModel,
+    out: str | Path,
+    *,
+    encoder_dir: str | Path,
+    semantic_dir: str | Path | None = None,
+    vq: VQSpec | None = None,
+    provenance: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``model`` as a bundle folder (replacing an existing bundle there)."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _copy_hf_config(encoder_dir, tmp / "encoder")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": "faceformer" if isinstance(model, FaceFormer) else "codetalker",
+        "result": "offsets",
+        "host": asdict(model.spec),
+        "encoder": {"folder": "encoder", "type": model.audio_encoder.model.config.model_type},
+        "semantic": None,
+        "weights": WEIGHTS,
+        "provenance": provenance or {},
+    }
+    if vq is not None:
+        meta["vq"] = asdict(vq)
+    if model.semantic is not None:
+        _copy_hf_config(semantic_dir or encoder_dir, tmp / "semantic_encoder")
+        meta["semantic"] = {"folder": "semantic_encoder", "fusion": model.semantic.fusion}
+    meta.update(extra or {})
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS))
+    (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def _copy_hf_config(src: str | Path, dst: Path) -> None:
+    """Copy only configuration (the weights live in model.safetensors)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        if (Path(src) / name).is_file():
+            shutil.copy(Path(src) / name, dst / name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
