@@ -1,0 +1,87 @@
+"""The wire format between the Blender add-on and ``python -m server serve``.
+
+Stdlib only: the add-on imports this module, so both sides frame messages identically.
+
+Framing: one JSON object per line (UTF-8, ``ensure_ascii`` so no raw newline can appear
+inside a message), at most ``MAX_MESSAGE`` bytes. Lines resynchronise the stream by
+themselves: a malformed or oversized message costs that message only. Arrays never travel
+on the pipe: results are written to an ``.npz`` file whose path the reply carries
+(measured: 1 GB through a pipe 10 s, through a file 3 s).
+
+Messages (every one has ``type``; requests carry an ``id`` echoed by their replies):
+
+client -> server
+  {"type": "infer", "id", "bundle", "audio", "out", "subject"?, "subject2"?, "blend"?,
+   "semantic"?, "device"?, "fps"?, "max_seconds"?, "result"?: "offsets"|"compact"}
+  {"type": "info", "id", "bundle"}             bundle summary (subjects, vertices, fps, ...)
+  {"type": "ping", "id"}
+  {"type": "cancel", "id"}                      cancels request ``id`` (queued or running)
+  {"type": "shutdown"}
+server -> client
+  {"type": "hello", "protocol", "server_version", "python", "torch", "transformers",
+   "device", "cuda", "pid"}                     sent once, when ready
+  {"type": "progress", "id", "stage", "fraction"}   stage: audio|encode|decode|write
+  {"type": "result", "id", "path"?, ...}        request finished; the payload is in ``path``
+  {"type": "error", "id"?, "code", "message", "hint"}
+  {"type": "cancelled", "id"}
+  {"type": "pong", "id"} / {"type": "info", "id", ...} / {"type": "bye"}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE = 1 << 20
+_CHUNK = 1 << 16
+
+
+class ProtocolError(Exception):
+    """A message that could not be read; ``code`` is ``oversized`` or ``malformed``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as a single ASCII line."""
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("malformed", f"The message is not valid JSON ({exc}).") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("malformed", "The message is not a JSON object with a 'type'.")
+    return message
+
+
+def read_message(stream: IO[bytes], max_bytes: int = MAX_MESSAGE) -> dict[str, Any] | None:
+    """Read the next message; ``None`` at end of stream.
+
+    An oversized line is consumed to its end (so the next message is read cleanly) and
+    reported as ``ProtocolError('oversized')``; an unparsable one as ``'malformed'``.
+    Blank lines are skipped.
+    """
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return None
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            raise ProtocolError("oversized", f"A message was longer than the {max_bytes}-byte limit.")
+        if line.strip():
+            return decode(line)
+
+
+def write_message(stream: IO[bytes], message: dict[str, Any]) -> None:
+    stream.write(encode(message))
+    stream.flush()

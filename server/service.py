@@ -1,0 +1,281 @@
+"""``python -m server serve``: the long-lived inference process behind the Blender add-on.
+
+Reads requests from stdin and writes replies to stdout (``protocol`` framing); listens on
+no network port. A reader thread takes messages off stdin so that ``cancel`` reaches a
+running request; requests run one at a time on the main thread, and loaded bundles stay
+warm between requests. While a request runs, a heartbeat progress message goes out every
+few seconds, so the client can tell a long encode from a hung process. End of stdin (the
+parent went away) shuts the server down.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from . import __version__, protocol
+from .errors import Cancelled, Wav2SemError
+
+HEARTBEAT_SECONDS = 2.0
+WARM_MODELS = 2
+
+
+class Outbox:
+    """Thread-safe message writer on the protocol stream."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            try:
+                protocol.write_message(self.stream, message)
+            except (BrokenPipeError, ValueError):
+                pass  # the client is gone; the reader sees EOF and we exit
+
+
+class Job:
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self.id = message.get("id")
+        self.cancelled = threading.Event()
+
+
+class Server:
+    def __init__(self, outbox: Outbox, max_message: int) -> None:
+        self.outbox = outbox
+        self.max_message = max_message
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.pending: dict[Any, Job] = {}
+        self.current: Job | None = None
+        self.lock = threading.Lock()
+        self.models: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    # -- reader thread ----------------------------------------------------------------------
+    def read_loop(self, stream) -> None:
+        while True:
+            try:
+                message = protocol.read_message(stream, self.max_message)
+            except protocol.ProtocolError as exc:
+                self.outbox.send(
+                    {"type": "error", "code": exc.code, "message": exc.message,
+                     "hint": "The message was ignored; the server is still running."}
+                )
+                continue
+            except (OSError, ValueError):
+                message = None
+            if message is None or message["type"] == "shutdown":
+                self._cancel_all()
+                self.jobs.put(None)
+                return
+            if message["type"] == "cancel":
+                self._cancel(message.get("id"))
+            else:
+                job = Job(message)
+                with self.lock:
+                    self.pending[job.id] = job
+                self.jobs.put(job)
+
+    def _cancel(self, job_id: Any) -> None:
+        with self.lock:
+            job = self.pending.get(job_id)
+        if job is not None:
+            job.cancelled.set()
+
+    def _cancel_all(self) -> None:
+        with self.lock:
+            for job in self.pending.values():
+                job.cancelled.set()
+
+    # -- main thread ------------------------------------------------------------------------
+    def run(self, idle_timeout: float = 0.0) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=idle_timeout or None)
+            except queue.Empty:
+                return
+            if job is None:
+                return
+            try:
+                self.handle(job)
+            finally:
+                with self.lock:
+                    self.pending.pop(job.id, None)
+
+    def handle(self, job: Job) -> None:
+        kind, job_id = job.message["type"], job.id
+        if job.cancelled.is_set():
+            self.outbox.send({"type": "cancelled", "id": job_id})
+            return
+        try:
+            if kind == "ping":
+                self.outbox.send({"type": "pong", "id": job_id})
+            elif kind == "info":
+                self.outbox.send({"type": "info", "id": job_id, **self.info(job.message)})
+            elif kind == "infer":
+                self.outbox.send({"type": "result", "id": job_id, **self.infer(job)})
+            else:
+                raise Wav2SemError("bad_request", f"Unknown request type '{kind}'.", "Update the add-on.")
+        except Cancelled:
+            self.outbox.send({"type": "cancelled", "id": job_id})
+        except Wav2SemError as exc:
+            self.outbox.send({"type": "error", "id": job_id, **exc.to_dict()})
+        except MemoryError:
+            self.outbox.send(
+                {"type": "error", "id": job_id, "code": "out_of_memory",
+                 "message": "The server ran out of memory on this request.",
+                 "hint": "Use a shorter audio file or a machine with more memory."}
+            )
+        except Exception as exc:  # a bug: report it and keep serving
+            self.outbox.send(
+                {"type": "error", "id": job_id, "code": "internal",
+                 "message": f"The server failed unexpectedly ({type(exc).__name__}: {exc}).",
+                 "hint": "Try again; if it repeats, report it with the server log."}
+            )
+
+    def model(self, bundle: str, device_name: str):
+        from .models.bundle import load_bundle
+        from .pipeline import resolve_device
+
+        if not bundle:
+            raise Wav2SemError("bad_request", "The request names no model bundle.", "Choose a bundle folder.")
+        device = resolve_device(device_name)
+        key = (str(Path(bundle).resolve()), str(device))
+        if key in self.models:
+            self.models.move_to_end(key)
+            return self.models[key]
+        model = load_bundle(bundle, device)
+        self.models[key] = model
+        while len(self.models) > WARM_MODELS:
+            self.models.popitem(last=False)
+        return model
+
+    def info(self, message: dict[str, Any]) -> dict[str, Any]:
+        from .models.bundle import read_meta
+
+        bundle = message.get("bundle") or ""
+        meta = read_meta(bundle)
+        host = meta["host"]
+        return {
+            "bundle": str(Path(bundle).resolve()),
+            "arch": meta["arch"],
+            "result": meta.get("result", "offsets"),
+            "vertices": host["n_vertices"],
+            "fps": host["fps"],
+            "subjects": host["subjects"],
+            "semantic": meta.get("semantic") is not None,
+            "provenance": meta.get("provenance", {}),
+        }
+
+    def infer(self, job: Job) -> dict[str, Any]:
+        from .pipeline import InferRequest, run, save_result
+
+        msg = job.message
+        reporter = Reporter(self.outbox, job)
+        request = InferRequest(
+            audio=str(msg.get("audio") or ""),
+            subject=msg.get("subject"),
+            subject2=msg.get("subject2"),
+            blend=float(msg.get("blend", 1.0)),
+            semantic=bool(msg.get("semantic", True)),
+            fps=msg.get("fps"),
+            max_seconds=float(msg.get("max_seconds", 600.0)),
+        )
+        with reporter:
+            reporter("load", 0.0)
+            model = self.model(msg.get("bundle") or "", msg.get("device", "auto"))
+            result = run(model, request, reporter)
+            reporter("write", 0.0)
+            out = msg.get("out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")
+            save_result(result, out)
+        offsets = result["offsets"]
+        return {
+            "path": str(out),
+            "kind": "offsets",
+            "frames": int(offsets.shape[0]),
+            "vertices": int(offsets.shape[1]),
+            "fps": float(result["fps"]),
+            "provenance": result["provenance"],
+        }
+
+
+class Reporter:
+    """Progress callback for one job: throttled progress messages, heartbeats, cancellation."""
+
+    def __init__(self, outbox: Outbox, job: Job) -> None:
+        self.outbox, self.job = outbox, job
+        self.stage, self.fraction = "audio", 0.0
+        self.last_sent = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> Reporter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=1.0)
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if self.job.cancelled.is_set():
+            raise Cancelled()
+        now = time.monotonic()
+        changed = stage != self.stage
+        self.stage, self.fraction = stage, fraction
+        if changed or now - self.last_sent >= 0.1 or fraction >= 1.0:
+            self._send()
+
+    def _send(self) -> None:
+        self.last_sent = time.monotonic()
+        self.outbox.send(
+            {"type": "progress", "id": self.job.id, "stage": self.stage, "fraction": round(self.fraction, 4)}
+        )
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS / 2):
+            if time.monotonic() - self.last_sent >= HEARTBEAT_SECONDS:
+                self._send()
+
+
+def hello() -> dict[str, Any]:
+    import platform
+
+    import torch
+    import transformers
+
+    cuda = torch.cuda.is_available()
+    return {
+        "type": "hello",
+        "protocol": protocol.PROTOCOL_VERSION,
+        "server_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": cuda,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "pid": os.getpid(),
+    }
+
+
+def serve(max_message: int = protocol.MAX_MESSAGE, idle_timeout: float = 0.0) -> None:
+    # The protocol owns the real stdout; anything else printed (library warnings, stray
+    # prints) goes to stderr instead of corrupting the stream.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    outbox = Outbox(out)
+    server = Server(outbox, max_message)
+    outbox.send(hello())
+    reader = threading.Thread(target=server.read_loop, args=(sys.stdin.buffer,), daemon=True)
+    reader.start()
+    server.run(idle_timeout)
+    outbox.send({"type": "bye"})

@@ -1,0 +1,1 @@
+"""Wav2Sem Lip Sync: the Blender side (panel, operators, client, writers)."""
