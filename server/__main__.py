@@ -1,4 +1,4 @@
-"""Command line: ``python -m server {convert,infer,serve,benchmark} ...``.
+"""Command line: ``python -m server {convert,infer,serve,demo,benchmark} ...``.
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
@@ -51,11 +51,12 @@ def _infer(args: argparse.Namespace) -> None:
         semantic=not args.no_semantic,
         fps=args.fps,
         max_seconds=args.max_seconds,
+        result="compact" if args.compact else "offsets",
     )
     with ConsoleProgress(enabled=not args.quiet) as progress:
         result = run(model, request, progress)
     save_result(result, args.out)
-    frames = result["offsets"].shape[0]
+    frames = (result["offsets"] if "offsets" in result else result["weights"]).shape[0]
     print(f"{frames} frames at {float(result['fps']):g} fps written to {args.out}", file=sys.stderr)
 
 
@@ -63,6 +64,12 @@ def _serve(args: argparse.Namespace) -> None:
     from .service import serve
 
     serve(max_message=args.max_message, idle_timeout=args.idle_timeout)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import main as demo
+
+    demo(args.out, args.audio)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -115,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--fps", type=float, help="resample the motion to this frame rate")
     p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio (default 600)")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets (exact for FaceFormer)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
 
@@ -126,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message", type=int, default=1 << 20, help="largest accepted message in bytes")
     p.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many idle seconds (0: never)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="the README's main job: animate the sample sentence",
+        description="Animate the bundled sample sentence and write the result under --out.",
+    )
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--audio", help="another audio file instead of the sample sentence")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser(
         "benchmark",

@@ -13,7 +13,9 @@ import torch
 
 from . import __version__
 from .audio import DEFAULT_MAX_SECONDS, load_for_model
+from .compact import DEFAULT_MAX_ERROR, exact_linear_basis, svd_basis
 from .errors import Wav2SemError
+from .models.faceformer import FaceFormer
 from .models.host import HostModel, Progress, no_progress
 
 
@@ -26,6 +28,8 @@ class InferRequest:
     semantic: bool = True
     fps: float | None = None
     max_seconds: float = DEFAULT_MAX_SECONDS
+    result: str = "offsets"  # or "compact": bias + weights @ basis (see compact.py)
+    max_error: float = DEFAULT_MAX_ERROR
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,11 +67,22 @@ def run(model: HostModel, request: InferRequest, progress: Progress = no_progres
     weights = model.style_weights(request.subject, request.subject2, request.blend)
     semantic = request.semantic and model.has_semantic
     x = torch.from_numpy(input_values)
-    offsets = model.generate(x, weights, semantic=semantic, progress=progress)
-    offsets = offsets.float().cpu().numpy().reshape(offsets.shape[0], -1, 3)
+    if request.result not in ("offsets", "compact"):
+        raise Wav2SemError("bad_request", f"Unknown result kind '{request.result}'.", "Use offsets or compact.")
+    if request.result == "compact" and isinstance(model, FaceFormer):
+        states = model.generate_states(x, weights, semantic=semantic, progress=progress)
+        arrays = exact_linear_basis(states, model.motion_out.weight, model.motion_out.bias)
+    else:
+        offsets = model.generate(x, weights, semantic=semantic, progress=progress)
+        if request.result == "compact":
+            progress("compact", 0.0)
+            arrays = svd_basis(offsets.cpu(), request.max_error)
+        else:
+            arrays = {"offsets": offsets.float().cpu().numpy().reshape(offsets.shape[0], -1, 3)}
     fps = model.spec.fps
     if request.fps:
-        offsets = resample_time(offsets, fps, request.fps)
+        key = "offsets" if "offsets" in arrays else "weights"
+        arrays[key] = resample_time(arrays[key], fps, request.fps)
         fps = request.fps
     meta = model.bundle_meta if hasattr(model, "bundle_meta") else {}
     provenance = {
@@ -84,7 +99,7 @@ def run(model: HostModel, request: InferRequest, progress: Progress = no_progres
         "seconds": round(time.perf_counter() - started, 3),
         "bundle_provenance": meta.get("provenance", {}),
     }
-    return {"offsets": offsets.astype(np.float32), "fps": np.float32(fps), "provenance": provenance}
+    return {**arrays, "fps": np.float32(fps), "provenance": provenance}
 
 
 def _do_normalize(model: HostModel) -> bool:

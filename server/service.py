@@ -188,6 +188,7 @@ class Server:
             semantic=bool(msg.get("semantic", True)),
             fps=msg.get("fps"),
             max_seconds=float(msg.get("max_seconds", 600.0)),
+            result=str(msg.get("result", "offsets")),
         )
         with reporter:
             reporter("load", 0.0)
@@ -196,14 +197,19 @@ class Server:
             reporter("write", 0.0)
             out = msg.get("out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")
             save_result(result, out)
-        offsets = result["offsets"]
+        summary = {"path": str(out), "fps": float(result["fps"]), "provenance": result["provenance"]}
+        if "offsets" in result:
+            frames, vertices = result["offsets"].shape[:2]
+            return {**summary, "kind": "offsets", "frames": int(frames), "vertices": int(vertices)}
+        frames, keys = result["weights"].shape
         return {
-            "path": str(out),
-            "kind": "offsets",
-            "frames": int(offsets.shape[0]),
-            "vertices": int(offsets.shape[1]),
-            "fps": float(result["fps"]),
-            "provenance": result["provenance"],
+            **summary,
+            "kind": "compact",
+            "frames": int(frames),
+            "vertices": int(result["basis"].shape[1]),
+            "keys": int(keys),
+            "max_error": float(result["max_error"]),
+            "exact": bool(result["exact"]),
         }
 
 
