@@ -20,12 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:  # inside Blender both are subpackages of the extension package
-    from ..server import protocol
-    from ..server.errors import Wav2SemError
-except ImportError:  # tests and scripts import ``wav2sem_blender`` as a top-level package
-    from server import protocol
-    from server.errors import Wav2SemError
+from .shared import Wav2SemError, protocol
 
 ROOT = Path(__file__).resolve().parent.parent  # holds server/ in the repo and in the extension zip
 STARTUP_TIMEOUT = 180.0  # importing torch from a cold disk can take a while

@@ -1,0 +1,302 @@
+"""Generate Lip Sync (modal in the UI, blocking in background) and Cancel.
+
+One operator serves both: ``invoke`` runs modal with a timer so Blender stays responsive
+(scrub, cancel with Esc or the Cancel button); ``execute`` blocks, which is what background
+mode and scripts get (``bpy.ops.wav2sem.generate(audio=..., object=..., ...)``). Nothing in
+the scene changes until the result is in hand; then one writer puts it in, in one undo step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from . import runtime
+from .generation import Generation, Plan
+from .properties import FPS_POLICIES, OUTPUT_MODES
+from .shared import Wav2SemError
+from .writers.common import clear_own_data, scene_fps
+from .writers.compact import write_compact
+from .writers.controls import write_controls
+from .writers.per_frame import check_per_frame, write_per_frame
+from .writers.point_cache import write_point_cache
+from .writers.sound import add_sound_strip
+
+# Operator arguments that fall back to the scene's settings when not given.
+_FROM_SETTINGS = {
+    "audio": "audio",
+    "bundle": "bundle",
+    "subject": "subject",
+    "subject2": "subject2",
+    "blend": "blend",
+    "semantic": "use_semantic",
+    "mode": "output_mode",
+    "fps_policy": "fps_policy",
+    "add_sound": "add_sound",
+}
+
+
+class WAV2SEM_OT_generate(bpy.types.Operator):
+    """Animate the target head from the audio file with the Wav2Sem model"""
+
+    bl_idname = "wav2sem.generate"
+    bl_label = "Generate Lip Sync"
+    bl_options = {"REGISTER", "UNDO"}
+
+    audio: StringProperty(name="Audio", subtype="FILE_PATH", options={"SKIP_SAVE"})
+    object: StringProperty(name="Object", description="Name of the mesh object", options={"SKIP_SAVE"})
+    bundle: StringProperty(name="Model", subtype="DIR_PATH", options={"SKIP_SAVE"})
+    subject: StringProperty(name="Style", options={"SKIP_SAVE"})
+    subject2: StringProperty(name="Blend With", options={"SKIP_SAVE"})
+    blend: FloatProperty(name="Blend", min=0.0, max=1.0, default=1.0, options={"SKIP_SAVE"})
+    semantic: BoolProperty(name="Wav2Sem", default=True, options={"SKIP_SAVE"})
+    mode: EnumProperty(name="Output", items=OUTPUT_MODES, default="COMPACT", options={"SKIP_SAVE"})
+    fps_policy: EnumProperty(name="Frame Rate", items=FPS_POLICIES, default="RESAMPLE", options={"SKIP_SAVE"})
+    start_frame: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
+    add_sound: BoolProperty(name="Add Sound Strip", default=True, options={"SKIP_SAVE"})
+
+    _generation: Generation | None = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        status = context.window_manager.wav2sem_status
+        return not status.running
+
+    # -- shared by both paths -----------------------------------------------------------------
+    def arg(self, context, name: str):
+        if self.properties.is_property_set(name) or name not in _FROM_SETTINGS:
+            return getattr(self, name)
+        return getattr(context.scene.wav2sem, _FROM_SETTINGS[name])
+
+    def target(self, context) -> bpy.types.Object:
+        if self.object:
+            ob = bpy.data.objects.get(self.object)
+            if ob is None:
+                raise Wav2SemError("no_target", f"There is no object called '{self.object}'.", "Check the name.")
+        else:
+            ob = context.scene.wav2sem.target or context.active_object
+        if ob is None:
+            raise Wav2SemError("no_target", "No target object is chosen.", "Pick the head mesh in the Lip Sync panel.")
+        if ob.type != "MESH":
+            raise Wav2SemError("not_mesh", f"'{ob.name}' is a {ob.type.lower()}, not a mesh.", "Pick a head mesh.")
+        if ob.library is not None or ob.data.library is not None:
+            raise Wav2SemError(
+                "linked_data",
+                f"'{ob.name}' is linked from another .blend, so its shape keys cannot be changed here.",
+                "Make it local (Object > Relations > Make Local) or edit it in its own file.",
+            )
+        return ob
+
+    def make_plan(self, context) -> tuple[Plan, bpy.types.Object]:
+        ob = self.target(context)
+        audio = bpy.path.abspath(self.arg(context, "audio"))
+        if not audio:
+            raise Wav2SemError("no_audio", "No audio file is chosen.", "Pick a voice recording in the Lip Sync panel.")
+        if not os.path.isfile(audio):
+            raise Wav2SemError("audio_missing", f"The audio file '{audio}' does not exist.", "Check the path.")
+        bundle = bpy.path.abspath(self.arg(context, "bundle")) or runtime.default_bundle()
+        mode = self.arg(context, "mode")
+        if mode == "PER_FRAME":
+            check_per_frame(ob)  # refuse before spending time on inference
+        out = runtime.cache_dir() / f"result-{os.getpid()}-{time.monotonic_ns()}.npz"
+        plan = Plan(
+            audio=audio,
+            bundle=bundle.rstrip("/\\") or bundle,
+            out=str(out),
+            mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None,
+            result="compact" if mode == "COMPACT" else "offsets",
+            subject=self.arg(context, "subject") or None,
+            subject2=self.arg(context, "subject2") or None,
+            blend=self.arg(context, "blend"),
+            semantic=self.arg(context, "semantic"),
+            device=runtime.device(),
+        )
+        return plan, ob
+
+    def start(self, context) -> None:
+        plan, ob = self.make_plan(context)
+        self._object_name = ob.name
+        self._generation = Generation(runtime.client(), plan)
+        status = context.window_manager.wav2sem_status
+        status.running, status.cancel_requested = True, False
+        status.progress, status.stage, status.message = 0.0, "starting", ""
+
+    def finish(self, context) -> set[str]:
+        """Write the finished generation into the scene (main thread, one undo step)."""
+        status = context.window_manager.wav2sem_status
+        status.running = False
+        gen = self._generation
+        self._generation = None
+        if gen.error is not None:
+            return self.fail(context, gen.error)
+        if gen.state == "cancelled":
+            status.message = "Cancelled; the scene was not changed."
+            self.report({"WARNING"}, status.message)
+            return {"CANCELLED"}
+        try:
+            summary = self.write(context, bpy.data.objects[self._object_name], gen)
+        except Wav2SemError as exc:
+            return self.fail(context, exc)
+        status.message = summary
+        context.scene.wav2sem.last_summary = summary
+        self.report({"INFO"}, summary)
+        return {"FINISHED"}
+
+    def fail(self, context, exc: Wav2SemError) -> set[str]:
+        text = f"{exc.message} {exc.hint}".strip()
+        context.window_manager.wav2sem_status.message = text
+        self.report({"ERROR"}, text)
+        return {"CANCELLED"}
+
+    def write(self, context, ob: bpy.types.Object, gen: Generation) -> str:
+        arrays = gen.load_arrays()
+        scene = context.scene
+        model_fps = float(arrays["fps"])
+        if self.arg(context, "fps_policy") == "MATCH" and abs(scene_fps(scene) - model_fps) > 1e-6:
+            scene.render.fps, scene.render.fps_base = round(model_fps), round(model_fps) / model_fps
+        fps = scene_fps(scene)
+        if self.properties.is_property_set("start_frame"):
+            first = self.start_frame
+        else:
+            settings = scene.wav2sem
+            first = scene.frame_start if settings.use_scene_start else settings.start_frame
+        mode = self.arg(context, "mode")
+        was_edit = ob.mode == "EDIT"
+        if was_edit:  # keep the user's unsaved edits, write in object mode, then go back
+            ob.update_from_editmode()
+            with context.temp_override(active_object=ob, object=ob):
+                bpy.ops.object.mode_set(mode="OBJECT")
+        try:
+            clear_own_data(ob)
+            if mode == "COMPACT":
+                info = write_compact(ob, arrays["weights"], arrays["basis"], arrays["bias"], model_fps, first, fps)
+                extra = f", {info['keys']} keys, max error {float(arrays['max_error']) * 1000:.3f} mm"
+            elif mode == "PER_FRAME":
+                info = write_per_frame(ob, arrays["offsets"], model_fps, first, fps)
+                extra = f", {info['keys']} shape keys"
+            elif mode == "POINT_CACHE":
+                info = write_point_cache(ob, arrays["offsets"], model_fps, first, fps, runtime.cache_dir())
+                extra = f", cache {Path(info['file']).name}"
+            else:
+                info = write_controls(ob, arrays["weights"], [str(n) for n in arrays["names"]], model_fps, first, fps)
+                extra = f", {info['keys']} controls" + (
+                    f" (missing: {', '.join(info['missing'])})" if info["missing"] else ""
+                )
+        finally:
+            if was_edit:
+                with context.temp_override(active_object=ob, object=ob):
+                    bpy.ops.object.mode_set(mode="EDIT")
+        if self.arg(context, "add_sound"):
+            add_sound_strip(scene, ob, gen.plan.audio, first, info["last_frame"])
+        ob["wav2sem_model_fps"] = model_fps
+        ob["wav2sem_scene_fps"] = fps
+        ob["wav2sem_audio"] = gen.plan.audio
+        seconds = time.monotonic() - gen.started
+        rate = f"{model_fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - model_fps) > 1e-6 else "")
+        return f"{info['frames']} frames at {rate}{extra}, {seconds:.1f} s"
+
+    # -- blocking path ----------------------------------------------------------------------------
+    def execute(self, context):
+        try:
+            self.start(context)
+        except Wav2SemError as exc:
+            return self.fail(context, exc)
+        status = context.window_manager.wav2sem_status
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+
+        def progress(stage: str, fraction: float) -> None:
+            status.stage, status.progress = stage, 100 * fraction
+            wm.progress_update(int(100 * fraction))
+
+        try:
+            while not self._generation.step():
+                progress(self._generation.stage, self._generation.fraction)
+                time.sleep(0.05)
+        finally:
+            wm.progress_end()
+        return self.finish(context)
+
+    # -- modal path -------------------------------------------------------------------------------
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        try:
+            self.start(context)
+        except Wav2SemError as exc:
+            return self.fail(context, exc)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        status = context.window_manager.wav2sem_status
+        if event.type == "ESC" or status.cancel_requested:
+            self._generation.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = self._generation.step()
+        status.stage, status.progress = self._generation.stage, 100 * self._generation.fraction
+        for area in context.screen.areas if context.screen else []:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+        if not done:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self.finish(context)
+
+
+class WAV2SEM_OT_cancel(bpy.types.Operator):
+    """Stop the running lip sync generation (the scene stays as it was)"""
+
+    bl_idname = "wav2sem.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return context.window_manager.wav2sem_status.running
+
+    def execute(self, context):
+        context.window_manager.wav2sem_status.cancel_requested = True
+        return {"FINISHED"}
+
+
+class WAV2SEM_OT_inspect_bundle(bpy.types.Operator):
+    """Read the model bundle's styles and topology (starts the server if needed)"""
+
+    bl_idname = "wav2sem.inspect_bundle"
+    bl_label = "Read Model"
+
+    def execute(self, context):
+        from .properties import SUBJECTS
+
+        settings = context.scene.wav2sem
+        bundle = bpy.path.abspath(settings.bundle) or runtime.default_bundle()
+        try:
+            info = runtime.client().info(bundle)
+        except Wav2SemError as exc:
+            self.report({"ERROR"}, f"{exc.message} {exc.hint}".strip())
+            return {"CANCELLED"}
+        SUBJECTS[bpy.path.abspath(settings.bundle)] = list(info.get("subjects", []))
+        what = f"{info['vertices']} vertices" if info.get("result") == "offsets" else "controls"
+        self.report({"INFO"}, f"{info['arch']} at {info['fps']:g} fps, {what}, {len(info['subjects'])} styles")
+        return {"FINISHED"}
+
+
+classes = (WAV2SEM_OT_generate, WAV2SEM_OT_cancel, WAV2SEM_OT_inspect_bundle)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,69 @@
+"""The 3D Viewport sidebar tab "Lip Sync"."""
+
+from __future__ import annotations
+
+import bpy
+
+
+class WAV2SEM_PT_main(bpy.types.Panel):
+    bl_idname = "WAV2SEM_PT_main"
+    bl_label = "Wav2Sem Lip Sync"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Lip Sync"
+
+    def draw(self, context):
+        settings = context.scene.wav2sem
+        status = context.window_manager.wav2sem_status
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+
+        col = layout.column()
+        col.prop(settings, "audio")
+        col.prop(settings, "target")
+        row = col.row(align=True)
+        row.prop(settings, "bundle")
+        row.operator("wav2sem.inspect_bundle", text="", icon="FILE_REFRESH")
+
+        col = layout.column(heading="Style")
+        col.prop(settings, "subject")
+        col.prop(settings, "subject2")
+        sub = col.column()
+        sub.active = bool(settings.subject2)
+        sub.prop(settings, "blend", slider=True)
+        col.prop(settings, "use_semantic")
+
+        col = layout.column()
+        col.prop(settings, "output_mode")
+        col.prop(settings, "use_scene_start")
+        sub = col.column()
+        sub.active = not settings.use_scene_start
+        sub.prop(settings, "start_frame")
+        col.prop(settings, "fps_policy")
+        col.prop(settings, "add_sound")
+
+        layout.separator()
+        if status.running:
+            layout.progress(factor=status.progress / 100, type="BAR", text=f"{status.stage} {status.progress:.0f}%")
+            layout.operator("wav2sem.cancel", icon="CANCEL")
+        else:
+            layout.operator("wav2sem.generate", icon="PLAY_SOUND")
+        if status.message:
+            box = layout.box()
+            box.label(text=status.message, icon="INFO")
+        elif settings.last_summary:
+            layout.label(text=settings.last_summary, icon="CHECKMARK")
+
+
+classes = (WAV2SEM_PT_main,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,102 @@
+"""Helpers shared by the writers: timing, bulk keyframes, removing our own data."""
+
+from __future__ import annotations
+
+import re
+
+import bpy
+import numpy as np
+
+from ..compat import fcurves_of
+from . import PREFIX
+
+LINEAR = 1  # enum value of 'LINEAR' for foreach_set("interpolation")
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def keyframe_frames(first_frame: float, n: int, model_fps: float, fps: float) -> np.ndarray:
+    """Scene frame of each model frame: fractional when the rates differ (linear resampling in time)."""
+    return first_frame + np.arange(n, dtype=np.float64) * (fps / model_fps)
+
+
+def add_fcurve(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, index: int = 0):
+    """One F-curve, filled in bulk (never one ``keyframe_insert`` per key)."""
+    fc = fcurves.find(data_path, index=index)
+    if fc is not None:
+        fcurves.remove(fc)
+    fc = fcurves.new(data_path, index=index)
+    n = len(frames)
+    fc.keyframe_points.add(n)
+    co = np.empty((n, 2), dtype=np.float32)
+    co[:, 0], co[:, 1] = frames, values
+    fc.keyframe_points.foreach_set("co", co.ravel())
+    fc.keyframe_points.foreach_set("interpolation", np.full(n, LINEAR, dtype=np.int32))
+    fc.update()
+    return fc
+
+
+def key_path(name: str) -> str:
+    return f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
+
+
+_KEY_PATH = re.compile(r'^key_blocks\["(.*)"\]\.value$')
+
+
+def remove_own_shape_keys(ob: bpy.types.Object) -> int:
+    """Delete this add-on's shape keys and their F-curves; returns how many keys went."""
+    key = ob.data.shape_keys
+    if key is None:
+        return 0
+    fcurves = fcurves_of(key, create=False)
+    if fcurves is not None:
+        for fc in list(fcurves):
+            m = _KEY_PATH.match(fc.data_path)
+            if (m and m.group(1).startswith(PREFIX)) or (fc.data_path == "eval_time" and _own_eval_time(key)):
+                fcurves.remove(fc)
+    own = [kb for kb in key.key_blocks if kb.name.startswith(PREFIX)]
+    for kb in own:
+        ob.shape_key_remove(kb)
+    return len(own)
+
+
+def _own_eval_time(key: bpy.types.Key) -> bool:
+    return bool(key.get("wav2sem_eval_time"))
+
+
+def clear_own_data(ob: bpy.types.Object) -> None:
+    """Remove everything an earlier run put on ``ob`` (any output mode); nothing else."""
+    key = ob.data.shape_keys
+    was_absolute = key is not None and _own_eval_time(key)
+    remove_own_shape_keys(ob)
+    key = ob.data.shape_keys
+    if key is not None and was_absolute:
+        key.use_relative = True
+        del key["wav2sem_eval_time"]
+    for mod in [m for m in ob.modifiers if m.name.startswith(PREFIX) and m.type == "MESH_CACHE"]:
+        ob.modifiers.remove(mod)
+
+
+def rest_positions(ob: bpy.types.Object) -> np.ndarray:
+    """(V, 3) positions the offsets are added to: the reference shape key, else the mesh."""
+    me = ob.data
+    co = np.empty(len(me.vertices) * 3, dtype=np.float32)
+    key = me.shape_keys
+    if key is not None and key.reference_key is not None:
+        key.reference_key.data.foreach_get("co", co)
+    else:
+        me.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def ensure_basis(ob: bpy.types.Object) -> None:
+    if ob.data.shape_keys is None:
+        ob.shape_key_add(name="Basis", from_mix=False)
+
+
+def new_shape_key(ob: bpy.types.Object, name: str, positions: np.ndarray) -> bpy.types.ShapeKey:
+    kb = ob.shape_key_add(name=name, from_mix=False)
+    kb.data.foreach_set("co", np.ascontiguousarray(positions, dtype=np.float32).ravel())
+    return kb
