@@ -92,7 +92,10 @@ def main(argv: list[str]) -> int:
             kwargs["start_frame"] = args.start_frame
         if args.no_semantic:
             kwargs["semantic"] = False
-        result = bpy.ops.wav2sem.generate(**kwargs)
+        try:
+            result = bpy.ops.wav2sem.generate(**kwargs)
+        except RuntimeError:  # an ERROR report; the plain message is in the status
+            result = {"CANCELLED"}
         message = bpy.context.window_manager.wav2sem_status.message
         if "FINISHED" in result:
             bpy.ops.wm.save_mainfile()

@@ -9,6 +9,7 @@ the scene changes until the result is in hand; then one writer puts it in, in on
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from .writers.controls import write_controls
 from .writers.per_frame import check_per_frame, write_per_frame
 from .writers.point_cache import write_point_cache
 from .writers.sound import add_sound_strip
+
+# Set from any thread (a signal handler, a script, a test) to cancel the running generation;
+# the UI's Cancel button sets it too.
+CANCEL = threading.Event()
+# The running generation, readable from other threads (progress displays, tests).
+ACTIVE: list[Generation] = []
 
 # Operator arguments that fall back to the scene's settings when not given.
 _FROM_SETTINGS = {
@@ -122,7 +129,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         plan, ob = self.make_plan(context)
         self._object_name = ob.name
         self._generation = Generation(runtime.client(), plan)
+        ACTIVE[:] = [self._generation]
         status = context.window_manager.wav2sem_status
+        CANCEL.clear()
         status.running, status.cancel_requested = True, False
         status.progress, status.stage, status.message = 0.0, "starting", ""
 
@@ -132,6 +141,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         status.running = False
         gen = self._generation
         self._generation = None
+        ACTIVE.clear()
         if gen.error is not None:
             return self.fail(context, gen.error)
         if gen.state == "cancelled":
@@ -216,6 +226,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
 
         try:
             while not self._generation.step():
+                if CANCEL.is_set() and not self._generation.cancel_requested:
+                    self._generation.cancel()
                 progress(self._generation.stage, self._generation.fraction)
                 time.sleep(0.05)
         finally:
@@ -237,7 +249,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
 
     def modal(self, context, event):
         status = context.window_manager.wav2sem_status
-        if event.type == "ESC" or status.cancel_requested:
+        if (event.type == "ESC" or status.cancel_requested or CANCEL.is_set()) and not self._generation.cancel_requested:
             self._generation.cancel()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
@@ -264,6 +276,7 @@ class WAV2SEM_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         context.window_manager.wav2sem_status.cancel_requested = True
+        CANCEL.set()
         return {"FINISHED"}
 
 
