@@ -98,7 +98,11 @@ def main(argv: list[str]) -> int:
             result = {"CANCELLED"}
         message = bpy.context.window_manager.wav2sem_status.message
         if "FINISHED" in result:
+            backup = out.with_suffix(".blend1")
+            had_backup = backup.exists()
             bpy.ops.wm.save_mainfile()
+            if out.resolve() != blend.resolve() and not had_backup:
+                backup.unlink(missing_ok=True)  # the copy saved a moment ago is not worth a backup
             print(f"[{i}/{len(todo)}] {audio.name}: OK {message} -> {out} ({time.monotonic() - started:.1f} s)", flush=True)
         else:
             failed += 1

@@ -1,0 +1,51 @@
+"""Build the installable extension zip with Blender's own builder (shipped in the bpy wheel).
+
+    python scripts/build_extension.py [--output-dir dist]
+
+The zip holds the manifest, the root shim ``__init__.py``, ``wav2sem_blender/`` and the
+``server/`` code the add-on launches (see ``[build]`` in blender_manifest.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def blender_ext() -> tuple[Path, Path]:
+    """(builder script, tags file) inside the installed bpy wheel, found without importing bpy."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("error: the bpy module is not installed; run ./scripts/setup.sh --test first.")
+    base = Path(next(iter(spec.submodule_search_locations)))
+    scripts = next(base.glob("*/scripts"))
+    return (
+        scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py",
+        scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py",
+    )
+
+
+def build(output_dir: Path) -> Path:
+    tool, tags = blender_ext()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for cmd in (
+        [sys.executable, str(tool), "validate", str(ROOT), "--valid-tags", str(tags)],
+        [sys.executable, str(tool), "build", "--source-dir", str(ROOT), "--output-dir", str(output_dir),
+         "--valid-tags", str(tags)],
+    ):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"error: {' '.join(cmd[2:3])} failed: {(proc.stdout + proc.stderr).strip()}")
+    zips = sorted(output_dir.glob("wav2sem-*.zip"), key=lambda p: p.stat().st_mtime)
+    return zips[-1]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", default=str(ROOT / "dist"))
+    print(build(Path(parser.parse_args().output_dir)))
