@@ -50,3 +50,10 @@ def all_strips(scene: bpy.types.Scene):
     if sed is None:
         return []
     return list(getattr(sed, "strips_all", None) or getattr(sed, "sequences_all", []))
+
+
+def action_fcurves(action: bpy.types.Action) -> list:
+    """Every F-curve of an action, whatever its layout (legacy or layered/slotted)."""
+    if hasattr(action, "fcurves") and not getattr(action, "is_action_layered", False):
+        return list(action.fcurves)
+    return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
