@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True, help="folder for the new environment")
     parser.add_argument("--torch", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--torch-spec", default="torch>=2.2", help="pip requirement for torch")
+    parser.add_argument(
+        "--torch-index",
+        help="extra package index for torch (default: PyTorch's CPU index for CPU builds; '' for none)",
+    )
     args = parser.parse_args(argv)
     target = Path(args.target).expanduser()
     python = target / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         venv.EnvBuilder(with_pip=True, clear=False).create(target)
     cuda = args.torch == "cuda" or (args.torch == "auto" and has_nvidia_gpu())
     progress(0.1, f"installing PyTorch ({'CUDA' if cuda else 'CPU'} build)")
-    pip(python, args.torch_spec, *([] if cuda else ["--extra-index-url", CPU_INDEX]))
+    index = args.torch_index if args.torch_index is not None else ("" if cuda else CPU_INDEX)
+    pip(python, args.torch_spec, *(["--extra-index-url", index] if index else []))
     progress(0.7, "installing transformers and audio libraries")
     pip(python, "-r", str(HERE / "requirements.txt"))
     progress(0.95, "checking")
