@@ -111,7 +111,14 @@ def _encoder_state(state: dict, encoder_dir: Path, source: str) -> dict:
             f"{source} carries no audio encoder weights and {encoder_dir} has none either.",
             "Use an encoder folder with model.safetensors, or the full host checkpoint.",
         )
-    return {**state, **{f"audio_encoder.{k}": v for k, v in read_state_dict(released).items()}}
+    base = {}
+    for key, value in read_state_dict(released).items():
+        # A *ForCTC release (e.g. wav2vec2-base-960h) nests the base model and adds a CTC head.
+        for prefix in ("wav2vec2.", "hubert."):
+            key = key.removeprefix(prefix)
+        if not key.startswith(("lm_head.", "dropout.", "quantizer.", "project_")):
+            base[f"audio_encoder.{key}"] = value
+    return {**state, **base}
 
 
 def _semantic_state(state: dict, wav2sem: str | None, model: HostModel, fusion: str, source: str) -> dict:
@@ -166,6 +173,12 @@ def convert(
     state = _encoder_state(read_state_dict(checkpoint), Path(encoder), source)
     enc_config = load_encoder_config(encoder)
     has_semantic = bool(wav2sem) or any(k.startswith("Wav2Bert.") for k in state)
+    if not has_semantic and any(k.startswith("bert_feature_map.") for k in state):
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} was trained with Wav2Sem but does not include the semantic encoder (Wav2Bert.*).",
+            "Pass the Wav2Sem semantic encoder checkpoint with --wav2sem.",
+        )
     sem_dir = Path(wav2sem_config or encoder)
     sem_config = load_encoder_config(sem_dir) if has_semantic else None
     spec = _host_spec(state, arch, preset, subjects, n_head, source)

@@ -12,7 +12,7 @@ STAGES = {"audio": (0.0, 0.02), "encode": (0.02, 0.15), "decode": (0.15, 1.0)}
 
 class ConsoleProgress:
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and sys.stderr is not None
+        self.enabled = enabled and sys.stderr is not None and sys.stderr.isatty()  # no \r spam in logs
         self.bar: tqdm | None = None
 
     def __enter__(self) -> ConsoleProgress:

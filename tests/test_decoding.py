@@ -121,8 +121,11 @@ def test_codetalker_windows_beyond_the_exact_limit(encoder_config):
     exact = model.vq.decoder(model.decode_codes(memory, style)[None])[0]
     spans = model.windows(model.n_frames(memory))
     assert windowed.shape == exact.shape and len(spans) >= 3 and spans[-1][1] == model.n_frames(memory)
-    # up to the first overlap, the output is the first window decoded exactly on its own
-    first = model.vq.decoder(model.decode_codes(memory[: spans[0][1]], style)[None])[0]
+    # the first window's codes are the unlimited run's first codes (stage 2 is causal) ...
+    first_codes = model.decode_codes(memory[: spans[0][1]], style)
+    torch.testing.assert_close(first_codes, model.decode_codes(memory, style)[: spans[0][1]])
+    # ... and up to the first overlap the output is that window decoded on its own
+    first = model.vq.decoder(first_codes[None])[0]
     torch.testing.assert_close(windowed[: spans[1][0]], first[: spans[1][0]])
     # cross-fades: no seam jumps beyond the motion's own frame-to-frame changes
     steps = (windowed[1:] - windowed[:-1]).abs().max(dim=1).values
@@ -130,6 +133,15 @@ def test_codetalker_windows_beyond_the_exact_limit(encoder_config):
     # Each window restarts the autoregression; on random weights that deviation is large
     # (chaotic feedback), so it is reported rather than bounded.
     print(f"windowed vs one exact run: {relative(windowed, exact):.2e} relative")
+
+
+def test_windows_cover_evenly_with_enough_overlap(encoder_config):
+    model = host("codetalker", "vocaset", encoder_config, semantic=False)
+    for n in range(601, 4000, 7):
+        spans = model.windows(n)
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(e - s == model.exact_frames for s, e in spans)
+        assert all(a[1] - b[0] >= model.window_overlap for a, b in zip(spans, spans[1:], strict=False))
 
 
 def test_frame_counts_follow_the_official_formulas(encoder_config):

@@ -35,6 +35,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not refused objects: just not a checkpoint
+            raise ModelError(
+                "model_unreadable",
+                f"The model file {path.name} is not a PyTorch checkpoint.",
+                "Check that the download is complete and is the checkpoint itself, not a web page.",
+            ) from exc
         raise ModelError(
             "model_unsafe",
             f"The model file {path.name} contains Python objects besides tensors, so it was not loaded.",

@@ -252,9 +252,12 @@ class CodeTalker(HostModel):
     window_overlap = 60
 
     def windows(self, n: int) -> list[tuple[int, int]]:
-        size, step = self.exact_frames, self.exact_frames - self.window_overlap
-        starts = list(range(0, max(1, n - size), step)) + [max(0, n - size)]
-        return [(s, min(s + size, n)) for s in dict.fromkeys(starts)]
+        """Evenly spaced windows of ``exact_frames`` covering ``n`` frames, overlapping >= ``window_overlap``."""
+        size, overlap = self.exact_frames, self.window_overlap
+        if n <= size:
+            return [(0, n)]
+        count = -(-(n - overlap) // (size - overlap))
+        return [(round(k * (n - size) / (count - 1)), round(k * (n - size) / (count - 1)) + size) for k in range(count)]
 
     @torch.no_grad()
     def decode_windowed(
@@ -276,7 +279,8 @@ class CodeTalker(HostModel):
                 w[:ov, 0] = torch.arange(1, ov + 1, device=w.device) / (ov + 1)
             if k + 1 < len(spans):  # fade out over the overlap with the next window
                 ov = e - spans[k + 1][0]
-                w[e - s - ov :, 0] = 1 - torch.arange(1, ov + 1, device=w.device) / (ov + 1)
+                fade = 1 - torch.arange(1, ov + 1, device=w.device) / (ov + 1)
+                w[e - s - ov :, 0] = torch.minimum(w[e - s - ov :, 0], fade)  # overlaps may meet
             out[s:e] += part * w
             total[s:e] += w
         return out / total
