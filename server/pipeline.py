@@ -63,13 +63,18 @@ def run(model: HostModel, request: InferRequest, progress: Progress = no_progres
     started = time.perf_counter()
     progress("audio", 0.0)
     do_norm = _do_normalize(model)
-    _, input_values = load_for_model(request.audio, max_seconds=request.max_seconds, do_normalize=do_norm)
+    raw, input_values = load_for_model(request.audio, max_seconds=request.max_seconds, do_normalize=do_norm)
+    if not model.audio_encoder.normalized_input:
+        input_values = raw
     weights = model.style_weights(request.subject, request.subject2, request.blend)
     semantic = request.semantic and model.has_semantic
     x = torch.from_numpy(input_values)
     if request.result not in ("offsets", "compact"):
         raise Wav2SemError("bad_request", f"Unknown result kind '{request.result}'.", "Use offsets or compact.")
-    if request.result == "compact" and isinstance(model, FaceFormer):
+    if model.spec.result == "weights":  # named controls: already compact
+        weights = model.generate(x, weights, semantic=semantic, progress=progress)
+        arrays = {"weights": weights.float().cpu().numpy(), "names": np.array(model.spec.control_names)}
+    elif request.result == "compact" and isinstance(model, FaceFormer):
         states = model.generate_states(x, weights, semantic=semantic, progress=progress)
         arrays = exact_linear_basis(states, model.motion_out.weight, model.motion_out.bias)
     else:

@@ -168,6 +168,7 @@ class Server:
             "bundle": str(Path(bundle).resolve()),
             "arch": meta["arch"],
             "result": meta.get("result", "offsets"),
+            "controls": host.get("control_names", []),
             "vertices": host["n_vertices"],
             "fps": host["fps"],
             "subjects": host["subjects"],
@@ -201,6 +202,9 @@ class Server:
         if "offsets" in result:
             frames, vertices = result["offsets"].shape[:2]
             return {**summary, "kind": "offsets", "frames": int(frames), "vertices": int(vertices)}
+        if "names" in result:
+            return {**summary, "kind": "weights", "frames": int(result["weights"].shape[0]),
+                    "names": [str(n) for n in result["names"]]}
         frames, keys = result["weights"].shape
         return {
             **summary,

@@ -26,6 +26,7 @@ from .codetalker import CodeTalker, VQSpec
 from .encoders import load_encoder_config
 from .faceformer import FaceFormer
 from .host import HostModel, HostSpec
+from .wav2sem import SemanticHead, SemanticHeadSpec
 
 FORMAT = "wav2sem-bundle"
 FORMAT_VERSION = 1
@@ -37,7 +38,12 @@ def build_model(meta: dict, folder: Path, attn_implementation: str = "sdpa") -> 
     spec = HostSpec(**meta["host"])
     encoder = load_encoder_config(folder / meta["encoder"]["folder"], attn_implementation)
     semantic = meta.get("semantic")
-    sem_config = load_encoder_config(folder / semantic["folder"], attn_implementation) if semantic else None
+    if semantic is None:
+        sem_config = None
+    elif semantic.get("type") == "head":
+        sem_config = SemanticHeadSpec(**semantic["spec"])
+    else:
+        sem_config = load_encoder_config(folder / semantic["folder"], attn_implementation)
     fusion = semantic["fusion"] if semantic else "consistent"
     if meta["arch"] == "faceformer":
         return FaceFormer(spec, encoder, sem_config, fusion)
@@ -88,25 +94,35 @@ def save_bundle(
     model: HostModel,
     out: str | Path,
     *,
-    encoder_dir: str | Path,
+    encoder_dir: str | Path | None = None,
     semantic_dir: str | Path | None = None,
     vq: VQSpec | None = None,
     provenance: dict | None = None,
     extra: dict | None = None,
+    half: bool = False,
 ) -> Path:
-    """Write ``model`` as a bundle folder (replacing an existing bundle there)."""
+    """Write ``model`` as a bundle folder (replacing an existing bundle there).
+
+    Encoder configs are copied from ``encoder_dir``/``semantic_dir`` when given, else written
+    from the model's own config objects. ``half`` stores floating-point weights as float16
+    (they are loaded back into float32 modules).
+    """
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _copy_hf_config(encoder_dir, tmp / "encoder")
+    encoder_config = _hf_config(model.audio_encoder)
+    if encoder_dir:
+        _copy_hf_config(encoder_dir, tmp / "encoder")
+    else:
+        encoder_config.save_pretrained(tmp / "encoder")
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": "faceformer" if isinstance(model, FaceFormer) else "codetalker",
-        "result": "offsets",
+        "result": model.spec.result,
         "host": asdict(model.spec),
-        "encoder": {"folder": "encoder", "type": model.audio_encoder.model.config.model_type},
+        "encoder": {"folder": "encoder", "type": encoder_config.model_type},
         "semantic": None,
         "weights": WEIGHTS,
         "provenance": provenance or {},
@@ -114,16 +130,31 @@ def save_bundle(
     if vq is not None:
         meta["vq"] = asdict(vq)
     if model.semantic is not None:
-        _copy_hf_config(semantic_dir or encoder_dir, tmp / "semantic_encoder")
-        meta["semantic"] = {"folder": "semantic_encoder", "fusion": model.semantic.fusion}
+        if isinstance(model.semantic.encoder, SemanticHead):
+            meta["semantic"] = {"type": "head", "spec": asdict(model.semantic.encoder.spec)}
+        else:
+            if semantic_dir or encoder_dir:
+                _copy_hf_config(semantic_dir or encoder_dir, tmp / "semantic_encoder")
+            else:
+                model.semantic.encoder.model.config.save_pretrained(tmp / "semantic_encoder")
+            meta["semantic"] = {"type": "encoder", "folder": "semantic_encoder"}
+        meta["semantic"]["fusion"] = model.semantic.fusion
     meta.update(extra or {})
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().contiguous().cpu()
+        state[key] = value.half() if half and value.is_floating_point() else value
     save_file(state, str(tmp / WEIGHTS))
     (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _hf_config(audio_encoder: nn.Module):
+    inner = audio_encoder.model
+    return inner.encoder.config if hasattr(inner, "mel") else inner.config
 
 
 def _copy_hf_config(src: str | Path, dst: Path) -> None:

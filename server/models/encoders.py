@@ -36,6 +36,9 @@ def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -
 
 
 def prepare_config(config: PretrainedConfig, attn_implementation: str = "sdpa") -> PretrainedConfig:
+    if config.model_type == "whisper":  # only the encoder is used; nothing to switch off
+        config._attn_implementation = attn_implementation
+        return config
     if config.model_type not in SUPPORTED_TYPES:
         raise ModelError(
             "encoder_unsupported",
@@ -66,6 +69,8 @@ def hf_weights_file(folder: str | Path) -> Path | None:
 
 class PhoneticEncoder(nn.Module):
     """Frame-level speech features at the motion frame rate, as the hosts compute them."""
+
+    normalized_input = True  # takes the feature extractor's zero-mean unit-variance audio
 
     def __init__(self, config: PretrainedConfig, alignment: str, fps: float) -> None:
         super().__init__()
@@ -105,6 +110,10 @@ class PhoneticEncoder(nn.Module):
             projected = projected[0]
         return self.model.encoder(projected)[0]
 
+    def encode(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames at motion rate, what the semantic encoder reads: the audio itself)."""
+        return self(input_values), input_values
+
 
 class SemanticEncoder(nn.Module):
     """Wav2Sem's semantic encoder: the wav2vec2 architecture, mean-pooled over the clip at 50 Hz."""
@@ -120,3 +129,42 @@ class SemanticEncoder(nn.Module):
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, hidden) the utterance's semantic vector."""
         return self.hidden(input_values).mean(dim=1)
+
+
+class WhisperPhonetic(nn.Module):
+    """Whisper's encoder states (50 Hz), linearly interpolated to the motion frame rate."""
+
+    normalized_input = False  # Whisper computes its own log-mel from raw audio
+
+    def __init__(self, config: PretrainedConfig, fps: float) -> None:
+        super().__init__()
+        from .whisper import WhisperFrames
+
+        self.model = WhisperFrames(config)
+        self.fps = fps
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.hidden_size
+
+    def motion_frames(self, n_states: int) -> int:
+        return int((n_states / NOMINAL_AUDIO_RATE) * self.fps)
+
+    def to_motion_rate(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, T50, d) -> (B, T, d) as the VOCASET hosts interpolate (align_corners)."""
+        size = self.motion_frames(states.shape[1])
+        return F.interpolate(states.transpose(1, 2), size=size, mode="linear", align_corners=True).transpose(1, 2)
+
+    def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, N) raw audio -> (frames at motion rate, 50 Hz states for the semantic head)."""
+        states = self.model(audio.reshape(-1).cpu().numpy())[None]
+        return self.to_motion_rate(states), states
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.encode(audio)[0]
+
+
+def build_phonetic(config: PretrainedConfig, alignment: str, fps: float) -> nn.Module:
+    if config.model_type == "whisper":
+        return WhisperPhonetic(config, fps)
+    return PhoneticEncoder(config, alignment, fps)

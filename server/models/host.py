@@ -16,8 +16,8 @@ from transformers import PretrainedConfig
 
 from ..errors import Wav2SemError
 from .decoding import CausalDecoder
-from .encoders import PhoneticEncoder
-from .wav2sem import SemanticFusion
+from .encoders import build_phonetic
+from .wav2sem import build_semantic
 
 Progress = Callable[[str, float], None]
 
@@ -41,10 +41,12 @@ class HostSpec:
     d_ff: int
     subjects: list[str]
     extra: dict = field(default_factory=dict)
+    result: str = "offsets"  # offsets: 3V per frame; weights: one value per named control
+    control_names: list[str] = field(default_factory=list)
 
     @property
     def out_dim(self) -> int:
-        return 3 * self.n_vertices
+        return len(self.control_names) if self.result == "weights" else 3 * self.n_vertices
 
     @property
     def audio_per_frame(self) -> int:
@@ -72,9 +74,9 @@ class HostModel(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.audio_encoder = PhoneticEncoder(encoder_config, spec.alignment, spec.fps)
+        self.audio_encoder = build_phonetic(encoder_config, spec.alignment, spec.fps)
         width = self.audio_encoder.hidden_size
-        self.semantic = SemanticFusion(semantic_config, width, fusion) if semantic_config else None
+        self.semantic = build_semantic(semantic_config, width, fusion) if semantic_config else None
         self.audio_proj = nn.Linear(width, spec.d_model)
         self.motion_in = nn.Linear(spec.out_dim, spec.d_model)
         self.style = StyleTable(len(spec.subjects), spec.d_model)
@@ -113,11 +115,11 @@ class HostModel(nn.Module):
         )
 
     def memory(self, input_values: torch.Tensor, semantic: bool = True) -> torch.Tensor:
-        """(N,) normalised audio -> (S, d_model) decoder memory."""
+        """(N,) audio (normalised if ``audio_encoder.normalized_input``) -> (S, d_model) decoder memory."""
         x = input_values.reshape(1, -1).to(self.audio_proj.weight.device)
-        frames = self.audio_encoder(x)
+        frames, source = self.audio_encoder.encode(x)
         if semantic and self.semantic is not None:
-            frames = self.semantic(frames, x)
+            frames = self.semantic(frames, source)
         return self.audio_proj(frames)[0]
 
     def n_frames(self, memory: torch.Tensor) -> int:

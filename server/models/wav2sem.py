@@ -11,11 +11,11 @@ Fusion happens on the host's 768-d phonetic frames, before the host's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 from .checkpoints import load_exactly, map_wav2bert, read_state_dict
 from .encoders import SemanticEncoder, load_encoder_config
@@ -24,23 +24,67 @@ FUSION_MODES = ("official", "consistent")
 
 
 class SemanticFusion(nn.Module):
-    def __init__(self, config: PretrainedConfig, frame_width: int, fusion: str = "consistent") -> None:
+    """Adds one utterance vector to every phonetic frame: ``frames + vector`` or ``frames + project(vector)``."""
+
+    def __init__(self, encoder: nn.Module, vector_width: int, frame_width: int, fusion: str = "consistent") -> None:
         super().__init__()
         if fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, not {fusion!r}")
-        self.encoder = SemanticEncoder(config)
-        self.project = nn.Linear(config.hidden_size, frame_width)
-        self.fusion = fusion
-        if fusion == "official" and config.hidden_size != frame_width:
+        if fusion == "official" and vector_width != frame_width:
             raise ValueError("official fusion adds the raw vector: widths must match")
+        self.encoder = encoder
+        self.project = nn.Linear(vector_width, frame_width)
+        self.fusion = fusion
 
-    def vector(self, input_values: torch.Tensor) -> torch.Tensor:
-        """(B, N) normalised audio -> (B, frame_width) the vector added to every frame."""
-        mean = self.encoder(input_values)
+    def vector(self, source: torch.Tensor) -> torch.Tensor:
+        """What the semantic encoder reads (audio, or phonetic states) -> (B, frame_width)."""
+        mean = self.encoder(source)
         return mean if self.fusion == "official" else self.project(mean)
 
-    def forward(self, frames: torch.Tensor, input_values: torch.Tensor) -> torch.Tensor:
-        return frames + self.vector(input_values)[:, None, :]
+    def forward(self, frames: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        return frames + self.vector(source)[:, None, :]
+
+
+@dataclass
+class SemanticHeadSpec:
+    """A small transformer on the (frozen) phonetic encoder's states, mean-pooled to a vector."""
+
+    in_width: int
+    width: int = 192
+    layers: int = 2
+    heads: int = 4
+    out_width: int = 384  # the text teacher's embedding size
+
+
+class SemanticHead(nn.Module):
+    def __init__(self, spec: SemanticHeadSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.inp = nn.Linear(spec.in_width, spec.width)
+        layer = nn.TransformerEncoderLayer(
+            spec.width, spec.heads, 2 * spec.width, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, spec.layers, enable_nested_tensor=False)
+        self.out = nn.Linear(spec.width, spec.out_width)
+
+    def frames(self, states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, in) -> (B, T, out); ``mask`` (B, T) True where padded."""
+        return self.out(self.blocks(self.inp(states), src_key_padding_mask=mask))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, in) -> (B, out): the time-mean of the per-frame outputs (padding excluded)."""
+        per_frame = self.frames(states, mask)
+        if mask is None:
+            return per_frame.mean(dim=1)
+        keep = (~mask).unsqueeze(-1).to(per_frame.dtype)
+        return (per_frame * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+def build_semantic(config, frame_width: int, fusion: str) -> SemanticFusion:
+    """A fusion around an HF wav2vec2-architecture encoder (Wav2Sem) or a semantic head."""
+    if isinstance(config, SemanticHeadSpec):
+        return SemanticFusion(SemanticHead(config), config.out_width, frame_width, fusion)
+    return SemanticFusion(SemanticEncoder(config), config.hidden_size, frame_width, fusion)
 
 
 def load_semantic_encoder(checkpoint: str | Path, config_dir: str | Path) -> SemanticEncoder:
