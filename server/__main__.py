@@ -37,12 +37,12 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .models.bundle import load_bundle
+    from .models.bundle import load_bundle, variant_for
     from .pipeline import InferRequest, resolve_device, run, save_result
     from .progress import ConsoleProgress
 
     device = resolve_device(args.device)
-    model = load_bundle(args.bundle, device)
+    model = load_bundle(args.bundle, device, variant_for(args.bundle, not args.no_semantic))
     request = InferRequest(
         audio=args.audio,
         subject=args.subject,

