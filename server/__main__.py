@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="full", choices=["full", "small"], help="full: official dimensions")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--reference-limit", type=float, default=60.0, help="skip the official loop above this length")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per measurement (1: robust to other load)")
     p.set_defaults(func=_benchmark)
     return parser
 

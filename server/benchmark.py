@@ -60,9 +60,10 @@ def build(arch: str, size: str):
     return model.eval()
 
 
-def measure(arch: str, seconds: float, method: str, size: str, device: str) -> dict:
+def measure(arch: str, seconds: float, method: str, size: str, device: str, threads: int = 1) -> dict:
     """One timing in this process; returns wall times and this process's peak memory."""
     torch.set_grad_enabled(False)
+    torch.set_num_threads(threads)
     model = build(arch, size).to(device)
     x = _signal(seconds).to(device)
     style = model.style(model.style_weights(0))
@@ -100,10 +101,10 @@ def measure(arch: str, seconds: float, method: str, size: str, device: str) -> d
     }
 
 
-def _run_child(arch: str, seconds: float, method: str, size: str, device: str) -> dict:
+def _run_child(arch: str, seconds: float, method: str, size: str, device: str, threads: int) -> dict:
     code = (
         "import json,sys; from server.benchmark import measure; "
-        f"print(json.dumps(measure({arch!r}, {seconds}, {method!r}, {size!r}, {device!r})))"
+        f"print(json.dumps(measure({arch!r}, {seconds}, {method!r}, {size!r}, {device!r}, {threads})))"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
@@ -111,7 +112,7 @@ def _run_child(arch: str, seconds: float, method: str, size: str, device: str) -
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def describe_machine(device: str) -> str:
+def describe_machine(device: str, threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -120,7 +121,7 @@ def describe_machine(device: str) -> str:
                 break
     except OSError:
         pass
-    text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    text = f"{cpu}, {threads} torch thread(s) per process, torch {torch.__version__}"
     if device == "cuda":
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
@@ -129,7 +130,7 @@ def describe_machine(device: str) -> str:
 def main(args) -> None:
     lengths = [float(s) for s in str(args.seconds).split(",")]
     arches = [a.strip() for a in str(args.arch).split(",")]
-    print(f"machine: {describe_machine(args.device)}; model size: {args.size}", flush=True)
+    print(f"machine: {describe_machine(args.device, args.threads)}; model size: {args.size}", flush=True)
     header = (
         "| model | audio | frames | encode s | official-style decode s | ours decode s | speed-up | "
         "ours RTF | peak MB official / ours |"
@@ -138,9 +139,9 @@ def main(args) -> None:
     print("|" + "---|" * 9)
     for arch in arches:
         for seconds in lengths:
-            ours = _run_child(arch, seconds, "ours", args.size, args.device)
+            ours = _run_child(arch, seconds, "ours", args.size, args.device, args.threads)
             if seconds <= args.reference_limit:
-                ref = _run_child(arch, seconds, "official", args.size, args.device)
+                ref = _run_child(arch, seconds, "official", args.size, args.device, args.threads)
                 ratio = f"{ref['decode_s'] / ours['decode_s']:.1f}x"
                 ref_s, ref_mb = f"{ref['decode_s']:.2f}", f"{ref['peak_mb']:.0f}"
             else:
