@@ -1,4 +1,4 @@
-"""Command line: ``python -m server {convert,infer,serve,demo,benchmark} ...``.
+"""Command line: ``python -m server {convert,infer,serve,demo,benchmark,make-corpus} ...``.
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
@@ -76,6 +76,39 @@ def _benchmark(args: argparse.Namespace) -> None:
     from .benchmark import main as bench
 
     bench(args)
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _make_corpus(args: argparse.Namespace) -> None:
+    import json
+    import logging
+
+    from .data.corpus import build_corpus
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    path = build_corpus(
+        args.out,
+        n_sentences=args.sentences,
+        voices=_csv(args.voices),
+        seed=args.seed,
+        holdout_voices=_csv(args.holdout_voices),
+        holdout_fraction=args.holdout_fraction,
+        augment=not args.no_augment,
+        workers=args.workers,
+        progress=not args.quiet and sys.stderr is not None and sys.stderr.isatty(),  # no \r spam in logs
+        pairs=args.pairs,
+        voices_per_sentence=args.voices_per_sentence,
+    )
+    with open(path.parent / "manifest.json", encoding="utf-8") as f:
+        counts = json.load(f)["counts"]
+    print(
+        f"{counts['clips']} clips ({counts['hours']:.2f} h; {counts['synthesised']} new, {counts['cached']} cached, "
+        f"{counts['failed']} failed) written to {path}",
+        file=sys.stderr,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +193,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-limit", type=float, default=60.0, help="skip the official loop above this length")
     p.add_argument("--threads", type=int, default=1, help="torch threads per measurement (1: robust to other load)")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser(
+        "make-corpus",
+        help="synthesise a multi-speaker training corpus with exact phone timings (flite, espeak-ng, festival)",
+        description="Synthesise English sentences from Debian packages (WordNet examples, fortunes, GCIDE quotations) "
+        "and near-homophone carrier sentences with the installed TTS engines, writing 16 kHz wavs, clips.jsonl "
+        "(text, voice, split, phone timings) and manifest.json. Deterministic for a seed; re-running resumes and "
+        "skips clips that already exist.",
+    )
+    p.add_argument("--out", required=True, help="corpus folder to write (or resume)")
+    p.add_argument("--sentences", type=int, default=1000, help="how many pool sentences to draw (default 1000)")
+    p.add_argument(
+        "--voices",
+        default="flite,espeak,festival",
+        help="comma-separated engines (all their voices) and/or voices such as flite:slt, espeak:en-us+f3, "
+        "festival:kal_diphone (default: flite,espeak,festival; a missing engine is skipped with a warning)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed of the plan (default 0)")
+    p.add_argument(
+        "--holdout-voices",
+        default="flite:awb,espeak:en-gb-scotland",
+        help="comma-separated voices kept out of training; an espeak voice without '+' also holds out its variants "
+        "(default: flite:awb,espeak:en-gb-scotland)",
+    )
+    p.add_argument(
+        "--holdout-fraction", type=float, default=0.05, help="share of sentences kept out of training (default 0.05)"
+    )
+    p.add_argument(
+        "--pairs", type=int, default=None, help="use only the first N near-homophone pairs (default: all of them)"
+    )
+    p.add_argument(
+        "--voices-per-sentence", type=int, default=2, help="voices that speak each pool sentence (default 2)"
+    )
+    p.add_argument("--no-augment", action="store_true", help="no noise, reverberation, band-limiting or gain")
+    p.add_argument("--workers", type=int, default=1, help="parallel synthesis processes (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_make_corpus)
     return parser
 
 

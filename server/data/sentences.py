@@ -14,6 +14,7 @@ Stdlib only.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import re
@@ -161,7 +162,7 @@ def _gcide_quotations(lines: Iterable[str]) -> Iterator[str]:
                 yield " ".join(block)
             block = None
         elif m:
-            block.append(m.group("text"))
+            block.append(m.group("text").strip())
             yield " ".join(block)
             block = None
         elif stripped.startswith("[") or indent < 6:
@@ -209,7 +210,13 @@ def load_sentences(sources: Iterable[str] = SOURCES) -> list[Sentence]:
     """The sentence pool: every source in order, deduplicated across sources (case-insensitive).
 
     Ids are ``<source>-<index in that source's filtered list>``, so they are stable for given package versions.
+    Extraction takes a few seconds; the result is kept for the life of the process.
     """
+    return list(_load_sentences(tuple(sources)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_sentences(sources: tuple[str, ...]) -> tuple[Sentence, ...]:
     seen: set[str] = set()
     pool: list[Sentence] = []
     for source in sources:
@@ -221,7 +228,7 @@ def load_sentences(sources: Iterable[str] = SOURCES) -> list[Sentence]:
                 continue
             seen.add(key)
             pool.append(Sentence(f"{source}-{i:06d}", text, source))
-    return pool
+    return tuple(pool)
 
 
 # ------------------------------------------------------------------------- near-homophone pairs

@@ -6,8 +6,9 @@ Every voice returns ``(audio, sample_rate, phones)``: float32 mono at 16 kHz, pe
 (ARPAbet without stress, pauses as ``SIL``). The timings are each engine's own segmentation:
 
 - flite (Debian ``flite``): ``flite -voice X -psdur`` prints ``phone:end_time`` for every segment;
-- eSpeak NG (Debian ``espeak-ng``): ``libespeak-ng.so.1`` through ctypes with phoneme events, each
-  phoneme starting at its event's ``audio_position`` and ending where the next one starts;
+- eSpeak NG (Debian ``espeak-ng``): ``libespeak-ng.so.1`` through ctypes with phoneme events (see
+  ``espeak.py``), each phoneme starting at its event's ``audio_position`` and ending where the next one
+  starts, except that a stop's silent closure is moved from the previous phone into the stop;
 - Festival (Debian ``festival`` + voices): one batch process per list of sentences, ``utt.save.segs``
   writes the segment end times.
 
@@ -16,8 +17,6 @@ Voices are named ``<engine>:<name>``: ``flite:slt``, ``espeak:en-us+f3``, ``fest
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 import shutil
@@ -33,6 +32,7 @@ import soundfile as sf
 import soxr
 
 from server.controls import PHONES
+from server.data import espeak
 from server.errors import Wav2SemError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ ESPEAK_LANGUAGES = (
     "en-us-nyc",
 )
 # The variant set the corpus combines with every language by default ("" is the plain voice).
-ESPEAK_VARIANTS = ("", "+m3", "+f3", "+klatt4", "+f4", "+m7")
+ESPEAK_VARIANTS = ("", "+m3", "+f3", "+klatt4")
 
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_DIRS = {
@@ -348,7 +348,9 @@ def flite_synth(text: str, voice: str = "slt", prosody: Prosody = Prosody()) -> 
         cmd += ["--setf", f"int_f0_target_mean={FLITE_F0[voice] * prosody.pitch:.1f}"]
     with tempfile.TemporaryDirectory(prefix="w2s-flite-") as tmp:
         wav = Path(tmp) / "out.wav"
-        proc = subprocess.run(cmd + ["-t", text, "-o", str(wav)], capture_output=True, text=True, timeout=120)
+        # A leading space keeps a text that starts with "-" from being read as an option.
+        arg = " " + text if text.startswith("-") else text
+        proc = subprocess.run(cmd + ["-t", arg, "-o", str(wav)], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0 or not wav.exists():
             raise RuntimeError(f"flite failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
         audio, sr = sf.read(wav, dtype="float32")
@@ -367,130 +369,66 @@ def flite_synth(text: str, voice: str = "slt", prosody: Prosody = Prosody()) -> 
 
 # ------------------------------------------------------------------------------------ espeak
 
-_ESPEAK_PHONEME = 7
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-_CHARS_UTF8 = 1
-_POS_CHARACTER = 1
-_RATE, _PITCH = 1, 3
-ESPEAK_RATE = 175  # words per minute, espeak's default
-ESPEAK_PITCH = 50  # 0..100, espeak's default
-
-
-class _EventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
-        ("id", _EventId),
-    ]
-
-
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
-
-
-class _Espeak:
-    """The process-wide eSpeak NG library (it keeps global state: one synthesis at a time)."""
-
-    def __init__(self) -> None:
-        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
-        self.lib = ctypes.CDLL(name)
-        self.lib.espeak_Initialize.restype = ctypes.c_int
-        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.lib.espeak_SetParameter.restype = ctypes.c_int
-        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self.lib.espeak_Synth.restype = ctypes.c_int
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS)
-        if self.sample_rate <= 0:
-            raise RuntimeError("espeak_Initialize failed")
-        self._chunks: list[bytes] = []
-        self._events: list[tuple[int, str]] = []
-        self._callback = _SynthCallback(self._collect)  # keep a reference: ctypes does not
-        self.lib.espeak_SetSynthCallback(self._callback)
-        self.lock = threading.Lock()
-
-    def _collect(self, wav, n, events) -> int:
-        if wav and n > 0:
-            self._chunks.append(ctypes.string_at(wav, n * 2))
-        i = 0
-        while events[i].type != 0:
-            e = events[i]
-            if e.type == _ESPEAK_PHONEME:
-                self._events.append((e.audio_position, bytes(e.id.string).split(b"\0", 1)[0].decode("ascii", "replace")))
-            i += 1
-        return 0
-
-    def synth(self, text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        with self.lock:
-            rc = self.lib.espeak_SetVoiceByName(voice.encode())
-            if rc != 0:  # on failure espeak silently keeps the previous voice
-                raise ValueError(f"espeak voice {voice!r} not found (SetVoiceByName returned {rc})")
-            self.lib.espeak_SetParameter(_RATE, int(rate), 0)
-            self.lib.espeak_SetParameter(_PITCH, int(pitch), 0)
-            self._chunks, self._events = [], []
-            data = text.encode("utf-8") + b"\0"
-            rc = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            if rc != 0:
-                raise RuntimeError(f"espeak_Synth returned {rc}")
-            self.lib.espeak_Synchronize()
-            audio = np.frombuffer(b"".join(self._chunks), dtype=np.int16).astype(np.float32) / 32768.0
-            return audio, list(self._events)
-
-
-@functools.cache
-def _espeak() -> _Espeak | None:
-    try:
-        return _Espeak()
-    except (OSError, RuntimeError, AttributeError) as exc:
-        log.debug("espeak-ng library unavailable: %s", exc)
-        return None
+ESPEAK_RATE = espeak.DEFAULT_RATE  # words per minute
+ESPEAK_PITCH = espeak.DEFAULT_PITCH  # 0..100
 
 
 def espeak_available() -> bool:
-    return _espeak() is not None
+    return espeak.library_available()
 
 
-@functools.cache
 def espeak_voice_exists(voice: str) -> bool:
-    engine = _espeak()
-    if engine is None:
-        return False
-    with engine.lock:
-        return engine.lib.espeak_SetVoiceByName(voice.encode()) == 0
+    return espeak.voice_exists(voice)
 
 
 def espeak_raw(text: str, voice: str = "en-us", prosody: Prosody = Prosody()) -> tuple[np.ndarray, int, list]:
-    """Raw library output: (audio at espeak's rate, that rate, [(start_ms, mnemonic), ...])."""
-    engine = _espeak()
-    _require("espeak", engine is not None, "libespeak-ng.so.1 not found")
+    """Raw library output: (audio at espeak's rate, that rate, [(start_ms, mnemonic), ...]).
+
+    Deterministic: each utterance is spoken from the library's freshly initialised state (see espeak.py)."""
+    _require("espeak", espeak_available(), "libespeak-ng.so.1 not found")
     rate = int(round(ESPEAK_RATE * prosody.rate))
     pitch = int(round(min(max(ESPEAK_PITCH * prosody.pitch, 0), 100)))
-    audio, events = engine.synth(text, voice, rate, pitch)
-    return audio, engine.sample_rate, events
+    samples, sr, events = espeak.synth(text, voice, rate, pitch)
+    audio = np.frombuffer(samples, dtype="<i2").astype(np.float32) / 32768.0
+    return audio, sr, events
+
+
+_CLOSURE_STOPS = frozenset({"P", "T", "K", "CH", "B", "D", "G", "JH"})
+_CLOSURE_QUIET = 10 ** (-60 / 20)  # espeak writes digital silence in a stop's closure
+_CLOSURE_MAX_S = 0.12
+_CLOSURE_AFTER_PAUSE_S = 0.06
+
+
+def _move_closures(audio: np.ndarray, sr: int, phones: list[Phone]) -> list[Phone]:
+    """eSpeak's event for a stop marks its release; a silent closure before it (always for /p t k/, often
+    for /b d g/) is reported as part of the previous phone. For lip motion the closure is the stop (the lips
+    shut for /p/), so move the boundary back to where that digital silence begins, as flite and Festival
+    segment it. A voiced closure (not silent) is left where it is."""
+    if not phones:
+        return phones
+    frame = max(int(0.002 * sr), 1)
+    out = [list(p) for p in phones]
+    for k in range(1, len(out)):
+        name, start, _ = out[k]
+        prev = out[k - 1]
+        if name not in _CLOSURE_STOPS:
+            continue
+        limit = _CLOSURE_AFTER_PAUSE_S if prev[0] == "SIL" else _CLOSURE_MAX_S
+        floor = max(prev[1] + (0.0 if prev[0] == "SIL" else 0.02), start - limit)
+        t = int(start * sr)
+        lo = int(floor * sr)
+        while t - frame >= lo and np.max(np.abs(audio[t - frame : t])) < _CLOSURE_QUIET:
+            t -= frame
+        new_start = t / sr
+        if new_start < start:
+            prev[2] = new_start
+            out[k][1] = new_start
+    return [(p[0], p[1], p[2]) for p in out]
 
 
 def espeak_synth(text: str, voice: str = "en-us", prosody: Prosody = Prosody()) -> Synthesis:
-    """Synthesise in-process with libespeak-ng; a phoneme ends where the next one starts."""
+    """Synthesise in-process with libespeak-ng; a phoneme ends where the next one starts, and a stop
+    starts where its silent closure does (see ``_move_closures``)."""
     audio, sr, events = espeak_raw(text, voice, prosody)
     duration = audio.size / sr
     phones: list[Phone] = []
@@ -498,7 +436,7 @@ def espeak_synth(text: str, voice: str = "en-us", prosody: Prosody = Prosody()) 
         start = ms / 1000.0
         end = events[k + 1][0] / 1000.0 if k + 1 < len(events) else duration
         phones.append((map_phone("espeak", sym), start, end))
-    return _finish(audio, sr, phones)
+    return _finish(audio, sr, _move_closures(audio, sr, phones))
 
 
 # ---------------------------------------------------------------------------------- festival
@@ -516,10 +454,32 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _festival_script(texts: Sequence[str], voice: str, prosodies: Sequence[Prosody], tmp: Path) -> str:
+    lines = [f"(voice_{voice})"]
+    for i, (text, pro) in enumerate(zip(texts, prosodies, strict=True)):
+        lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / pro.rate:.4f})")
+        if voice in FESTIVAL_F0:
+            mean, std = FESTIVAL_F0[voice]
+            lines.append(
+                f"(set! int_lr_params '((target_f0_mean {mean * pro.pitch:.1f}) (target_f0_std {std})"
+                " (model_f0_mean 170) (model_f0_std 34)))"
+            )
+        lines.append(f"(set! utt1 (eval (list 'Utterance 'Text {_scheme_string(text)})))")
+        lines.append("(utt.synth utt1)")
+        lines.append("(utt.wave.resample utt1 16000)")
+        lines.append(f"(utt.save.wave utt1 {_scheme_string(str(tmp / f'{i}.wav'))} 'riff)")
+        lines.append(f"(utt.save.segs utt1 {_scheme_string(str(tmp / f'{i}.lab'))})")
+    return "\n".join(lines) + "\n"
+
+
 def festival_synth_batch(
     texts: Sequence[str], voice: str = "kal_diphone", prosodies: Sequence[Prosody] | None = None
 ) -> list[Synthesis | None]:
-    """Synthesise several sentences in one ``festival -b`` process. A sentence Festival fails on is None."""
+    """Synthesise several sentences in one ``festival -b`` process. A sentence Festival fails on is None.
+
+    Festival stops at the first error (some inputs even crash it), so after a failure the rest of the
+    batch runs again in a new process.
+    """
     exe = shutil.which("festival")
     _require("festival", exe is not None, "no `festival` program")
     if voice not in FESTIVAL_VOICES:
@@ -527,36 +487,33 @@ def festival_synth_batch(
     prosodies = list(prosodies) if prosodies is not None else [Prosody()] * len(texts)
     if len(prosodies) != len(texts):
         raise ValueError("festival_synth_batch: one prosody per text")
-    with tempfile.TemporaryDirectory(prefix="w2s-festival-") as tmp:
-        lines = [f"(voice_{voice})"]
-        for i, (text, pro) in enumerate(zip(texts, prosodies, strict=True)):
-            lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / pro.rate:.4f})")
-            if voice in FESTIVAL_F0:
-                mean, std = FESTIVAL_F0[voice]
-                lines.append(
-                    f"(set! int_lr_params '((target_f0_mean {mean * pro.pitch:.1f}) (target_f0_std {std})"
-                    " (model_f0_mean 170) (model_f0_std 34)))"
+    results: list[Synthesis | None] = []
+    while len(results) < len(texts):
+        first = len(results)
+        with tempfile.TemporaryDirectory(prefix="w2s-festival-") as tmp_name:
+            tmp = Path(tmp_name)
+            script = tmp / "batch.scm"
+            script.write_text(_festival_script(texts[first:], voice, prosodies[first:], tmp), encoding="utf-8")
+            try:
+                proc = subprocess.run(
+                    [exe, "-b", str(script)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60 + 30 * (len(texts) - first),
+                    cwd=tmp,
                 )
-            wav, lab = Path(tmp) / f"{i}.wav", Path(tmp) / f"{i}.lab"
-            lines.append(f"(set! utt1 (eval (list 'Utterance 'Text {_scheme_string(text)})))")
-            lines.append("(utt.synth utt1)")
-            lines.append("(utt.wave.resample utt1 16000)")
-            lines.append(f"(utt.save.wave utt1 {_scheme_string(str(wav))} 'riff)")
-            lines.append(f"(utt.save.segs utt1 {_scheme_string(str(lab))})")
-        script = Path(tmp) / "batch.scm"
-        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        proc = subprocess.run(
-            [exe, "-b", str(script)], capture_output=True, text=True, timeout=60 + 30 * len(texts), cwd=tmp
-        )
-        results: list[Synthesis | None] = []
-        for i, text in enumerate(texts):
-            wav, lab = Path(tmp) / f"{i}.wav", Path(tmp) / f"{i}.lab"
-            if not (wav.exists() and lab.exists()):
-                log.warning("festival:%s failed on %r: %s", voice, text, proc.stderr.strip()[-200:])
-                results.append(None)
-                continue
-            audio, sr = sf.read(wav, dtype="float32")
-            results.append(_finish(audio, sr, _parse_segs(lab.read_text(encoding="utf-8", errors="replace"))))
+                detail = proc.stderr.strip()[-200:] or f"exit status {proc.returncode}"
+            except subprocess.TimeoutExpired:
+                detail = "timed out"
+            for i in range(len(texts) - first):
+                wav, lab = tmp / f"{i}.wav", tmp / f"{i}.lab"
+                if not (wav.exists() and lab.exists()):
+                    break
+                audio, sr = sf.read(wav, dtype="float32")
+                results.append(_finish(audio, sr, _parse_segs(lab.read_text(encoding="utf-8", errors="replace"))))
+        if len(results) < len(texts):  # the sentence after the last good one failed
+            log.warning("festival:%s failed on %r: %s", voice, texts[len(results)], detail)
+            results.append(None)
     return results
 
 
@@ -696,8 +653,8 @@ def engine_versions() -> dict[str, str]:
     for engine, cmd in (("flite", ["flite", "--version"]), ("espeak", ["espeak-ng", "--version"])):
         if shutil.which(cmd[0]):
             try:
-                text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-                out[engine] = text.splitlines()[0] if text else ""
+                lines = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+                out[engine] = next((ln.strip() for ln in lines if "version" in ln.lower()), lines[0] if lines else "")
             except (OSError, subprocess.SubprocessError):
                 pass
     if shutil.which("festival"):
