@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, then animate the sample sentence.
+# The main job on a fresh machine: set up (server + Blender as a module), then build the demo
+# scene with the embedded default model: out/demo/demo.blend and out/demo/preview.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-.venv/bin/python -m server demo --out out/demo "$@"
+./scripts/setup.sh --demo
+.venv/bin/python wav2sem_blender/demo.py --out out/demo "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with the server's dependencies (and the test extras with --test).
+# Create .venv with the server's dependencies (--test: the test extras; --demo: Blender as a module).
 # The CPU torch pin goes in first so pip never pulls the multi-GB CUDA build here;
 # pyproject.toml itself accepts any torch >= 2.2 (users with GPUs install a CUDA build).
 set -euo pipefail
@@ -8,6 +8,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
+[ "${1:-}" = "--demo" ] && extra="[blender]"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -37,12 +37,13 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .models.bundle import load_bundle, variant_for
+    from .models.bundle import default_bundle, load_bundle, variant_for
     from .pipeline import InferRequest, resolve_device, run, save_result
     from .progress import ConsoleProgress
 
     device = resolve_device(args.device)
-    model = load_bundle(args.bundle, device, variant_for(args.bundle, not args.no_semantic))
+    bundle = args.bundle or str(default_bundle())
+    model = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
     request = InferRequest(
         audio=args.audio,
         subject=args.subject,
@@ -70,6 +71,25 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import main as demo
 
     demo(args.out, args.audio)
+
+
+def _train_default(args: argparse.Namespace) -> None:
+    from .train.recipe import Recipe, train_default
+
+    corpus_args = {"pairs": args.pairs, "workers": args.workers}
+    if args.holdout_voices:
+        corpus_args["holdout_voices"] = tuple(args.holdout_voices.split(","))
+    recipe = Recipe(
+        corpus=args.corpus, out=args.out, sentences=args.sentences, voices=args.voices, seed=args.seed,
+        semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
+    )
+    train_default(recipe, log=lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .eval.evaluate import main as evaluate
+
+    evaluate(args.bundle, args.corpus, args.speech or [])
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -145,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="animate one audio file",
         description="Run a bundle on an audio file and write offsets (T, V, 3), fps and provenance to an .npz.",
     )
-    p.add_argument("--bundle", required=True, help="model bundle folder")
+    p.add_argument("--bundle", help="model bundle folder (default: the embedded default model)")
     p.add_argument("--audio", required=True, help="WAV/FLAC/OGG/MP3, any sample rate and channel count")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--subject", help="speaking style (a training subject's name or index); default: the first")
@@ -180,6 +200,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--audio", help="another audio file instead of the sample sentence")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "train-default",
+        help="train the embedded default bundle from scratch (corpus, both stages, evaluation)",
+        description="Build the synthetic corpus, train the semantic encoder and the decoder with and without "
+        "Wav2Sem, evaluate both, and write the bundle.",
+    )
+    p.add_argument("--corpus", default="out/corpus", help="corpus folder (built and cached there)")
+    p.add_argument("--out", default="server/default_bundle", help="bundle folder to write")
+    p.add_argument("--sentences", type=int, default=800, help="text sentences (each spoken by 2 voices)")
+    p.add_argument("--voices", default="flite,festival,espeak:en-us,espeak:en-gb-x-rp+f3,espeak:en-029+m3,"
+                   "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland")
+    p.add_argument("--holdout-voices", help="voices kept for testing (default: flite:awb, espeak:en-gb-scotland)")
+    p.add_argument("--pairs", type=int, default=16, help="near-homophone pairs in the carrier sentences")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--semantic-epochs", type=int, default=40)
+    p.add_argument("--decoder-epochs", type=int, default=40)
+    p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
+    p.set_defaults(func=_train_default)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="the default model with and without Wav2Sem on held-out voices and sentences",
+        description="Print the evaluation table (control error, /p b m/ closure, near-homophone separation).",
+    )
+    p.add_argument("--bundle", default="server/default_bundle")
+    p.add_argument("--corpus", help="corpus folder (default: the one the bundle's recipe names; rebuilt if absent)")
+    p.add_argument("--speech", nargs="*", help="real speech files: closure rate on pocketsphinx-aligned bilabials")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
         "benchmark",

@@ -29,6 +29,7 @@ from .host import HostModel, HostSpec
 from .wav2sem import SemanticHead, SemanticHeadSpec
 
 FORMAT = "wav2sem-bundle"
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "default_bundle"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 
@@ -50,6 +51,11 @@ def build_model(meta: dict, folder: Path, attn_implementation: str = "sdpa") -> 
     if meta["arch"] == "codetalker":
         return CodeTalker(spec, encoder, VQSpec(**meta["vq"]), sem_config, fusion)
     raise ModelError("bundle_invalid", f"Unknown architecture '{meta['arch']}' in the bundle.", "Rebuild it.")
+
+
+def default_bundle() -> Path:
+    """The embedded default bundle that ships inside the repository (and the extension)."""
+    return DEFAULT_BUNDLE
 
 
 def read_meta(folder: str | Path) -> dict:

@@ -23,6 +23,7 @@ from torch import nn
 
 from .decoding import periodic_encoding
 from .host import HostModel, Progress, no_progress
+from .windows import blend, spans
 
 
 @dataclass
@@ -252,38 +253,22 @@ class CodeTalker(HostModel):
     window_overlap = 60
 
     def windows(self, n: int) -> list[tuple[int, int]]:
-        """Evenly spaced windows of ``exact_frames`` covering ``n`` frames, overlapping >= ``window_overlap``."""
-        size, overlap = self.exact_frames, self.window_overlap
-        if n <= size:
-            return [(0, n)]
-        count = -(-(n - overlap) // (size - overlap))
-        return [(round(k * (n - size) / (count - 1)), round(k * (n - size) / (count - 1)) + size) for k in range(count)]
+        return spans(n, self.exact_frames, self.window_overlap)
 
     @torch.no_grad()
     def decode_windowed(
         self, memory: torch.Tensor, style: torch.Tensor, progress: Progress = no_progress
     ) -> torch.Tensor:
         n, a = self.n_frames(memory), self.spec.audio_per_frame
-        spans = self.windows(n)
-        out = torch.zeros(n, self.spec.out_dim, device=memory.device, dtype=memory.dtype)
-        total = torch.zeros(n, 1, device=memory.device, dtype=memory.dtype)
-        for k, (s, e) in enumerate(spans):
+        windows = self.windows(n)
+        parts = []
+        for k, (s, e) in enumerate(windows):
             def sub(stage: str, f: float, k: int = k) -> None:
-                progress(stage, (k + f) / len(spans))
+                progress(stage, (k + f) / len(windows))
 
             codes = self.decode_codes(memory[s * a : e * a], style, sub)
-            part = self.vq.decoder(codes[None])[0]
-            w = torch.ones(e - s, 1, device=memory.device, dtype=memory.dtype)
-            if k > 0:  # fade in over the overlap with the previous window
-                ov = spans[k - 1][1] - s
-                w[:ov, 0] = torch.arange(1, ov + 1, device=w.device) / (ov + 1)
-            if k + 1 < len(spans):  # fade out over the overlap with the next window
-                ov = e - spans[k + 1][0]
-                fade = 1 - torch.arange(1, ov + 1, device=w.device) / (ov + 1)
-                w[e - s - ov :, 0] = torch.minimum(w[e - s - ov :, 0], fade)  # overlaps may meet
-            out[s:e] += part * w
-            total[s:e] += w
-        return out / total
+            parts.append(self.vq.decoder(codes[None])[0])
+        return blend(windows, parts, n)
 
     @torch.no_grad()
     def decode_reference(

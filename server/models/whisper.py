@@ -23,6 +23,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ..errors import ModelError
+from .windows import blend, spans
 
 # CTranslate2 DataType enum -> numpy
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -176,21 +177,6 @@ class WhisperFrames(nn.Module):
         windows overlapping by 2 s and cross-faded.
         """
         total = len(audio) // 320
-        if total <= WINDOW:
-            return self.encode_mel(self.log_mel(audio))[:total]
-        device = self.encoder.conv1.weight.device
-        out = torch.zeros(total, self.hidden_size, device=device)
-        weight = torch.zeros(total, 1, device=device)
-        step = WINDOW - WINDOW_OVERLAP
-        starts = list(range(0, total - WINDOW, step)) + [total - WINDOW]
-        ramp = torch.arange(1, WINDOW_OVERLAP + 1, device=device) / (WINDOW_OVERLAP + 1)
-        for k, s in enumerate(starts):
-            part = self.encode_mel(self.log_mel(audio[s * 320 : (s + WINDOW) * 320]))
-            w = torch.ones(WINDOW, 1, device=device)
-            if k > 0:
-                w[:WINDOW_OVERLAP, 0] = ramp
-            if k + 1 < len(starts):
-                w[-WINDOW_OVERLAP:, 0] = torch.minimum(w[-WINDOW_OVERLAP:, 0], 1 - ramp)
-            out[s : s + WINDOW] += part * w
-            weight[s : s + WINDOW] += w
-        return out / weight
+        windows = spans(total, WINDOW, WINDOW_OVERLAP)
+        parts = [self.encode_mel(self.log_mel(audio[s * 320 : e * 320]))[: e - s] for s, e in windows]
+        return blend(windows, parts, total)
