@@ -21,3 +21,43 @@ def shared_fixture(*parts: str) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+def read_ply(path: Path) -> tuple:
+    """(vertices (V, 3) float64, triangles (F, 3)) of a binary little-endian triangle PLY."""
+    import numpy as np
+
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").split("\n")
+    counts = {line.split()[1]: int(line.split()[2]) for line in header if line.startswith("element")}
+    n_v, n_f = counts["vertex"], counts["face"]
+    vertices = np.frombuffer(data, "<f4", n_v * 3, end).reshape(-1, 3).astype(np.float64)
+    faces = np.frombuffer(data, np.dtype([("n", "u1"), ("i", "<i4", (3,))]), n_f, end + n_v * 12)
+    assert (faces["n"] == 3).all(), "triangles only"
+    return vertices, faces["i"].astype(np.int64)
+
+
+def boundary_loops(faces) -> list[set[int]]:
+    """Vertex sets of the mesh's boundary loops (edges used by one face)."""
+    from collections import Counter, defaultdict
+
+    edges = Counter(tuple(sorted(e)) for f in faces for e in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])))
+    adjacent = defaultdict(set)
+    for (a, b), n in edges.items():
+        if n == 1:
+            adjacent[a].add(b)
+            adjacent[b].add(a)
+    loops, seen = [], set()
+    for start in adjacent:
+        if start in seen:
+            continue
+        loop, stack = set(), [start]
+        while stack:
+            v = stack.pop()
+            if v not in loop:
+                loop.add(v)
+                stack.extend(adjacent[v] - loop)
+        seen |= loop
+        loops.append(loop)
+    return loops

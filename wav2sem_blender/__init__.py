@@ -5,9 +5,9 @@ Registration only; each module registers its own classes.
 
 from __future__ import annotations
 
-from . import operators, panel, preferences, properties, runtime
+from . import operators, panel, preferences, properties, rig, runtime
 
-_modules = (properties, preferences, operators, panel)
+_modules = (properties, preferences, operators, rig, panel)
 
 
 def register() -> None:

@@ -183,7 +183,14 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                 bpy.ops.object.mode_set(mode="OBJECT")
         try:
             clear_own_data(ob)
-            if mode == "COMPACT":
+            if "names" in arrays:  # a control model (the embedded default): curves on named keys
+                names = [str(n) for n in arrays["names"]]
+                added = ensure_control_keys(ob, names)
+                info = write_controls(ob, arrays["weights"], names, model_fps, first, fps)
+                extra = f", {info['keys']} controls" + (", articulation rig added" if added else "") + (
+                    f" (missing: {', '.join(info['missing'])})" if info["missing"] else ""
+                )
+            elif mode == "COMPACT":
                 info = write_compact(ob, arrays["weights"], arrays["basis"], arrays["bias"], model_fps, first, fps)
                 extra = f", {info['keys']} keys, max error {float(arrays['max_error']) * 1000:.3f} mm"
             elif mode == "PER_FRAME":
@@ -193,9 +200,10 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                 info = write_point_cache(ob, arrays["offsets"], model_fps, first, fps, runtime.cache_dir())
                 extra = f", cache {Path(info['file']).name}"
             else:
-                info = write_controls(ob, arrays["weights"], [str(n) for n in arrays["names"]], model_fps, first, fps)
-                extra = f", {info['keys']} controls" + (
-                    f" (missing: {', '.join(info['missing'])})" if info["missing"] else ""
+                raise Wav2SemError(
+                    "wrong_result",
+                    "Control Curves needs a model that outputs named controls; this one outputs vertex offsets.",
+                    "Pick Compact, Per Frame or Point Cache, or the default model.",
                 )
         finally:
             if was_edit:
@@ -262,6 +270,17 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return self.finish(context)
+
+
+def ensure_control_keys(ob: bpy.types.Object, names: list[str]) -> bool:
+    """Give ``ob`` the articulation rig when it has none of the control shape keys; True if added."""
+    key = ob.data.shape_keys
+    if key is not None and any(n in key.key_blocks for n in names):
+        return False
+    from .rig import add_articulation_rig
+
+    add_articulation_rig(ob)
+    return True
 
 
 class WAV2SEM_OT_cancel(bpy.types.Operator):

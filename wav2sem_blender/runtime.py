@@ -75,7 +75,7 @@ def cache_dir() -> Path:
 
 def default_bundle() -> str:
     """The embedded default bundle shipped with the add-on (when present)."""
-    return str(ROOT / "server" / "default_bundle")
+    return str(ROOT / "server" / "default_bundle")  # = server.models.bundle.DEFAULT_BUNDLE (no torch here)
 
 
 def client() -> Client:

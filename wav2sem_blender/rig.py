@@ -1,0 +1,131 @@
+"""The articulation rig in Blender: shape keys named like the default model's controls.
+
+Landmarks come from vertex groups the user assigns (``W2S mouth_corner_L`` ... ``W2S chin``,
+optionally ``W2S jaw_pivot``; a group's vertices are averaged), or are built in for FLAME
+topology. Keys this rig made are listed in the object's ``wav2sem_rig`` property, so adding
+the rig again replaces only them; a key of the same name the user made stays as it is.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from bpy.props import StringProperty
+
+from .articulation import FLAME_LANDMARKS, FLAME_VERTICES, LANDMARKS, OPTIONAL_LANDMARKS, RigError
+from .articulation import control_deltas, mouth_frame
+from .shared import Wav2SemError, controls
+
+GROUP_PREFIX = "W2S "
+RIG_PROPERTY = "wav2sem_rig"
+
+
+def _rest_positions(ob: bpy.types.Object) -> np.ndarray:
+    me = ob.data
+    co = np.empty(len(me.vertices) * 3, dtype=np.float32)
+    if me.shape_keys is not None:
+        me.shape_keys.reference_key.data.foreach_get("co", co)
+    else:
+        me.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3).astype(np.float64)
+
+
+def _group_positions(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
+    wanted = {ob.vertex_groups[GROUP_PREFIX + n].index: n for n in LANDMARKS + OPTIONAL_LANDMARKS
+              if GROUP_PREFIX + n in ob.vertex_groups}
+    if not wanted:
+        return {}
+    sums = {n: np.zeros(3) for n in wanted.values()}
+    totals = dict.fromkeys(wanted.values(), 0.0)
+    for v in ob.data.vertices:  # only vertices in some group are visited twice; landmark groups are tiny
+        for g in v.groups:
+            name = wanted.get(g.group)
+            if name is not None and g.weight > 0:
+                sums[name] += g.weight * rest[v.index]
+                totals[name] += g.weight
+    return {n: sums[n] / totals[n] for n in sums if totals[n] > 0}
+
+
+def landmarks_of(ob: bpy.types.Object, rest: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Landmark positions of ``ob`` (object space): its W2S vertex groups, else FLAME's built-ins."""
+    rest = _rest_positions(ob) if rest is None else rest
+    found = _group_positions(ob, rest)
+    if all(n in found for n in LANDMARKS):
+        return found
+    if len(rest) == FLAME_VERTICES:
+        return {**{n: rest[i] for n, i in FLAME_LANDMARKS.items()}, **found}
+    missing = [GROUP_PREFIX + n for n in LANDMARKS if n not in found]
+    raise Wav2SemError(
+        "rig_landmarks",
+        f"'{ob.name}' has no mouth landmarks (missing vertex groups: {', '.join(missing)}).",
+        "Assign a vertex or two to each of those groups in Edit Mode, then add the rig again.",
+    )
+
+
+def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
+    """Add (or refresh) the control shape keys on ``ob``; returns the names written."""
+    if ob is None or ob.type != "MESH":
+        raise Wav2SemError("rig_target", "The articulation rig needs a mesh object.", "Select a head mesh.")
+    if ob.library is not None or ob.data.library is not None:
+        raise Wav2SemError("rig_target", f"'{ob.name}' is linked from a library and cannot get shape keys.",
+                           "Make it local (Object > Relation > Make Local) first.")
+    rest = _rest_positions(ob)
+    try:
+        frame = mouth_frame(rest, landmarks_of(ob, rest))
+    except RigError as exc:
+        raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
+                           "Check the W2S vertex groups (corners left/right, lips, chin).") from None
+    deltas = control_deltas(rest, frame)
+    if ob.data.shape_keys is None:
+        ob.shape_key_add(name="Basis", from_mix=False)
+    blocks = ob.data.shape_keys.key_blocks
+    ours = set(ob.get(RIG_PROPERTY, []))
+    written = []
+    for name in controls.CONTROLS:
+        if name in blocks and name not in ours:
+            continue  # the user's own key of that name drives the control instead
+        block = blocks.get(name) or ob.shape_key_add(name=name, from_mix=False)
+        block.slider_min, block.slider_max = 0.0, 1.0
+        block.data.foreach_set("co", (rest + deltas[name]).astype(np.float32).ravel())
+        written.append(name)
+    ob[RIG_PROPERTY] = sorted(ours | set(written))
+    ob.data.update()
+    return written
+
+
+class WAV2SEM_OT_add_rig(bpy.types.Operator):
+    """Add shape keys for the lip sync controls (jaw, lips, corners) from the mouth landmarks"""
+
+    bl_idname = "wav2sem.add_rig"
+    bl_label = "Add Articulation Rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    object: StringProperty(name="Object", description="Mesh to rig (default: the active object)",
+                           options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        ob = bpy.data.objects.get(self.object) if self.object else context.active_object
+        if ob is None:
+            self.report({"ERROR"}, "No object to rig: select a head mesh or pass object=...")
+            return {"CANCELLED"}
+        was_edit = ob.mode == "EDIT"
+        if was_edit:  # edit-mode changes live in the BMesh until we leave edit mode
+            bpy.ops.object.mode_set(mode="OBJECT")
+        try:
+            names = add_articulation_rig(ob)
+        except Wav2SemError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            if was_edit:
+                bpy.ops.object.mode_set(mode="EDIT")
+        self.report({"INFO"}, f"Articulation rig on '{ob.name}': {len(names)} shape keys")
+        return {"FINISHED"}
+
+
+def register() -> None:
+    bpy.utils.register_class(WAV2SEM_OT_add_rig)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(WAV2SEM_OT_add_rig)
