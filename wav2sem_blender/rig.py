@@ -12,8 +12,15 @@ import bpy
 import numpy as np
 from bpy.props import StringProperty
 
-from .articulation import FLAME_LANDMARKS, FLAME_VERTICES, LANDMARKS, OPTIONAL_LANDMARKS, RigError
-from .articulation import control_deltas, mouth_frame
+from .articulation import (
+    FLAME_LANDMARKS,
+    FLAME_VERTICES,
+    LANDMARKS,
+    OPTIONAL_LANDMARKS,
+    RigError,
+    control_deltas,
+    mouth_frame,
+)
 from .shared import Wav2SemError, controls
 
 GROUP_PREFIX = "W2S "
