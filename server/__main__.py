@@ -37,6 +37,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
+    from .errors import Wav2SemError
     from .models.bundle import default_bundle, load_bundle, variant_for
     from .pipeline import InferRequest, resolve_device, run, save_result
     from .progress import ConsoleProgress
@@ -54,8 +55,22 @@ def _infer(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         result="compact" if args.compact else "offsets",
     )
+    template = None
+    if args.template:
+        from .template import parse_landmarks, read_template
+
+        template = read_template(args.template)
+        landmarks = parse_landmarks(args.landmarks, len(template))
     with ConsoleProgress(enabled=not args.quiet) as progress:
         result = run(model, request, progress)
+    if template is not None:
+        if "names" not in result:
+            raise Wav2SemError("bad_request", "--template applies to control models (the default); this bundle "
+                               "already writes vertex offsets.", "Leave out --template.")
+        from .template import offsets_from_controls
+
+        result["offsets"] = offsets_from_controls(result["weights"], [str(n) for n in result["names"]],
+                                                  template, landmarks)
     save_result(result, args.out)
     frames = (result["offsets"] if "offsets" in result else result["weights"]).shape[0]
     print(f"{frames} frames at {float(result['fps']):g} fps written to {args.out}", file=sys.stderr)
@@ -180,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets (exact for FaceFormer)",
     )
+    p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
+    p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
 

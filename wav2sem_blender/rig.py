@@ -12,16 +12,10 @@ import bpy
 import numpy as np
 from bpy.props import StringProperty
 
-from .articulation import (
-    FLAME_LANDMARKS,
-    FLAME_VERTICES,
-    LANDMARKS,
-    OPTIONAL_LANDMARKS,
-    RigError,
-    control_deltas,
-    mouth_frame,
-)
-from .shared import Wav2SemError, controls
+from .shared import Wav2SemError, articulation, controls
+
+FLAME_LANDMARKS, FLAME_VERTICES = articulation.FLAME_LANDMARKS, articulation.FLAME_VERTICES
+LANDMARKS, OPTIONAL_LANDMARKS = articulation.LANDMARKS, articulation.OPTIONAL_LANDMARKS
 
 GROUP_PREFIX = "W2S "
 RIG_PROPERTY = "wav2sem_rig"
@@ -78,11 +72,11 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
                            "Make it local (Object > Relation > Make Local) first.")
     rest = _rest_positions(ob)
     try:
-        frame = mouth_frame(rest, landmarks_of(ob, rest))
-    except RigError as exc:
+        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
+    except articulation.RigError as exc:
         raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
                            "Check the W2S vertex groups (corners left/right, lips, chin).") from None
-    deltas = control_deltas(rest, frame)
+    deltas = articulation.control_deltas(rest, frame)
     if ob.data.shape_keys is None:
         ob.shape_key_add(name="Basis", from_mix=False)
     blocks = ob.data.shape_keys.key_blocks
