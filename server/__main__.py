@@ -1,4 +1,4 @@
-"""Command line: ``python -m server {convert,infer,serve,demo,benchmark,make-corpus} ...``.
+"""Command line: ``python -m server {convert,infer,serve,make-corpus,train-default,evaluate,benchmark} ...``.
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
@@ -82,12 +82,6 @@ def _serve(args: argparse.Namespace) -> None:
     serve(max_message=args.max_message, idle_timeout=args.idle_timeout)
 
 
-def _demo(args: argparse.Namespace) -> None:
-    from .demo import main as demo
-
-    demo(args.out, args.audio)
-
-
 def _train_default(args: argparse.Namespace) -> None:
     from .train.recipe import Recipe, train_default
 
@@ -96,6 +90,7 @@ def _train_default(args: argparse.Namespace) -> None:
         corpus_args["holdout_voices"] = tuple(args.holdout_voices.split(","))
     recipe = Recipe(
         corpus=args.corpus, out=args.out, sentences=args.sentences, voices=args.voices, seed=args.seed,
+        corpus_seed=args.corpus_seed,
         semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
     )
     train_default(recipe, log=lambda text: print(text, file=sys.stderr, flush=True))
@@ -210,15 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
-        "demo",
-        help="the README's main job: animate the sample sentence",
-        description="Animate the bundled sample sentence and write the result under --out.",
-    )
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--audio", help="another audio file instead of the sample sentence")
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser(
         "train-default",
         help="train the embedded default bundle from scratch (corpus, both stages, evaluation)",
         description="Build the synthetic corpus, train the semantic encoder and the decoder with and without "
@@ -231,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland")
     p.add_argument("--holdout-voices", help="voices kept for testing (default: flite:awb, espeak:en-gb-scotland)")
     p.add_argument("--pairs", type=int, default=16, help="near-homophone pairs in the carrier sentences")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
+    p.add_argument("--corpus-seed", type=int, default=0, help="corpus seed (sentences, voices, splits)")
     p.add_argument("--semantic-epochs", type=int, default=40)
     p.add_argument("--decoder-epochs", type=int, default=40)
     p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
@@ -242,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the default model with and without Wav2Sem on held-out voices and sentences",
         description="Print the evaluation table (control error, /p b m/ closure, near-homophone separation).",
     )
-    p.add_argument("--bundle", default="server/default_bundle")
+    p.add_argument("--bundle", nargs="+", default=["server/default_bundle"],
+                   help="one bundle, or one per training seed (same corpus): mean ± sd over them")
     p.add_argument("--corpus", help="corpus folder (default: the one the bundle's recipe names; rebuilt if absent)")
     p.add_argument("--speech", nargs="*", help="real speech files: closure rate on pocketsphinx-aligned bilabials")
     p.set_defaults(func=_evaluate)

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from ..errors import Wav2SemError
 from ..controls import PHONES
+from ..errors import Wav2SemError
 from .voices import map_phone
 
 SAMPLE_RATE = 16000

@@ -45,26 +45,38 @@ def evaluate_models(models: dict, held: dict[str, list]) -> dict:
     return results
 
 
-def table(results: dict) -> str:
-    rows = ["| held-out split | clips | decoder | control MAE | /p b m/ closure | near-homophone separation (pairs) |",
-            "|---|---|---|---|---|---|"]
+def _cell(values: list, fmt: str) -> str:
+    """One metric over seeds: the value, or mean ± standard deviation when there are several."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(float(np.mean(values)), fmt)} ± {format(float(np.std(values, ddof=1)), fmt)}"
+
+
+def table(runs: list[dict]) -> str:
+    """The README's table from one evaluation per training seed (mean ± sd over seeds)."""
+    seeds = f" ({len(runs)} seeds, mean ± sd)" if len(runs) > 1 else ""
+    rows = [f"| held-out split | clips | decoder | control MAE{seeds} | /p b m/ closure | "
+            "near-homophone separation (pairs) |", "|---|---|---|---|---|---|"]
     names = {"test_voice": "unseen voices", "test_sentence": "unseen sentences", "test_both": "unseen both"}
-    for split, variants in results.items():
+    for split, variants in runs[0].items():
         for variant, m in variants.items():
-            sep = f"{m['separation']:.3f} ({m['pairs']})" if m["separation"] is not None else "-"
-            closure = f"{m['closure_rate']:.3f}" if m["closure_rate"] is not None else "-"
+            per_seed = [r[split][variant] for r in runs]
             label = "with Wav2Sem" if variant == "wav2sem" else "without"
-            rows.append(f"| {names.get(split, split)} | {m['clips']} | {label} | {m['control_mae']:.4f} | "
-                        f"{closure} | {sep} |")
+            sep = _cell([x["separation"] for x in per_seed], ".3f")
+            rows.append(f"| {names.get(split, split)} | {m['clips']} | {label} | "
+                        f"{_cell([x['control_mae'] for x in per_seed], '.4f')} | "
+                        f"{_cell([x['closure_rate'] for x in per_seed], '.3f')} | "
+                        f"{sep} ({m['pairs']}) |")
     return "\n".join(rows)
 
 
-def main(bundle: str, corpus: str | None, speech: list[str]) -> str:
-    from ..models.bundle import load_bundle, read_meta
+def _held_out(meta: dict, corpus: str | None) -> dict[str, list]:
     from ..train.data import load_examples
     from ..train.recipe import HELD_OUT
 
-    meta = read_meta(bundle)
     recipe = meta.get("provenance", {}).get("recipe", {})
     corpus = corpus or recipe.get("corpus")
     if not corpus:
@@ -73,23 +85,37 @@ def main(bundle: str, corpus: str | None, speech: list[str]) -> str:
         from ..data.corpus import build_corpus
 
         build_corpus(corpus, n_sentences=recipe["sentences"], voices=recipe["voices"].split(","),
-                     seed=recipe["seed"], **recipe.get("corpus_args", {}))
+                     seed=recipe.get("corpus_seed", recipe["seed"]), **recipe.get("corpus_args", {}))
     examples = load_examples(corpus, set(HELD_OUT))
-    held = {s: [e for e in examples if e.clip["split"] == s] for s in HELD_OUT}
-    models = {"wav2sem": load_bundle(bundle)}
-    if meta.get("plain"):
-        models["plain"] = load_bundle(bundle, variant="plain")
-    results = evaluate_models(models, held)
-    text = table(results)
-    if speech:
-        from .real_speech import closure_on_real_speech
+    return {s: [e for e in examples if e.clip["split"] == s] for s in HELD_OUT}
 
-        lines = ["", "| real speech | bilabials | decoder | /p b m/ closure |", "|---|---|---|---|"]
-        for wav in speech:
-            for variant, model in models.items():
-                rate, n = closure_on_real_speech(model, wav, semantic=VARIANTS[variant])
-                label = "with Wav2Sem" if variant == "wav2sem" else "without"
-                lines.append(f"| {Path(wav).name} | {n} | {label} | {rate:.3f} |")
+
+def main(bundles: list[str], corpus: str | None, speech: list[str]) -> str:
+    """Evaluate one bundle per training seed (same corpus) and print the table."""
+    from ..models.bundle import load_bundle, read_meta
+
+    held = None
+    runs, speech_rows = [], {}
+    for bundle in bundles:
+        meta = read_meta(bundle)
+        held = held or _held_out(meta, corpus)
+        models = {"wav2sem": load_bundle(bundle)}
+        if meta.get("plain"):
+            models["plain"] = load_bundle(bundle, variant="plain")
+        runs.append(evaluate_models(models, held))
+        if speech:
+            from .real_speech import closure_on_real_speech
+
+            for wav in speech:
+                for variant, model in models.items():
+                    rate, n = closure_on_real_speech(model, wav, semantic=VARIANTS[variant])
+                    speech_rows.setdefault((Path(wav).name, n, variant), []).append(rate)
+    text = table(runs)
+    if speech_rows:
+        lines = ["", "| real speech | bilabials (aligned) | decoder | /p b m/ closure |", "|---|---|---|---|"]
+        for (name, n, variant), rates in speech_rows.items():
+            label = "with Wav2Sem" if variant == "wav2sem" else "without"
+            lines.append(f"| {name} | {n} | {label} | {_cell(rates, '.3f')} |")
         text += "\n" + "\n".join(lines)
     print(text)
     return text

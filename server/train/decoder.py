@@ -83,7 +83,7 @@ def train_decoder(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            total, count = total + float(loss) * len(batch), count + len(batch)
+            total, count = total + loss.item() * len(batch), count + len(batch)
         sched.step()
         history.append(total / count)
         if epoch % 5 == 4 or epoch == epochs - 1:

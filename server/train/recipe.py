@@ -32,7 +32,8 @@ class Recipe:
     out: str
     sentences: int = 1500
     voices: str = "flite,espeak,festival"
-    seed: int = 0
+    seed: int = 0  # training (initialisation, batch order, noise)
+    corpus_seed: int = 0  # which sentences, voices and splits: fixed across training seeds
     semantic_epochs: int = 40
     decoder_epochs: int = 40
     batch_size: int = 16
@@ -44,7 +45,8 @@ def train_default(recipe: Recipe, log=print) -> Path:
     torch.manual_seed(recipe.seed)
     from ..data.corpus import build_corpus
 
-    build_corpus(recipe.corpus, n_sentences=recipe.sentences, voices=recipe.voices.split(","), seed=recipe.seed,
+    build_corpus(recipe.corpus, n_sentences=recipe.sentences, voices=recipe.voices.split(","),
+                 seed=recipe.corpus_seed,
                  **recipe.corpus_args)
     examples = load_examples(recipe.corpus)
     train = [e for e in examples if e.clip["split"] == "train"]

@@ -89,7 +89,7 @@ def train_semantic(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
             opt.step()
-            total, count = total + float(loss) * len(batch), count + len(batch)
+            total, count = total + loss.item() * len(batch), count + len(batch)
         sched.step()
         if epoch % 5 == 4 or epoch == epochs - 1:
             log(f"semantic epoch {epoch + 1}/{epochs}: L1 {total / count:.4f}")

