@@ -31,26 +31,32 @@ def build_scene(audio: Path):
         wav2sem_blender.register()
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 30, 1.0
+    scene.frame_start = scene.frame_end = 1  # Generate extends the range to the animation's length
     head = make_head_object("Head")
     skin = bpy.data.materials.new("Skin")
     skin.diffuse_color = (0.8, 0.6, 0.5, 1.0)
     skin.use_nodes = True
-    skin.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.8, 0.58, 0.47, 1.0)
+    skin.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.6, 0.36, 0.27, 1.0)
     head.data.materials.append(skin)
     add_articulation_rig(head)
+    # frame the lower face: the mouth is what moves
+    target = bpy.data.objects.new("Mouth", None)
+    target.location = (0.0, -0.09, -0.04)
+    scene.collection.objects.link(target)
     cam_data = bpy.data.cameras.new("Camera")
-    cam_data.lens = 85
+    cam_data.lens = 70
     cam = bpy.data.objects.new("Camera", cam_data)
-    cam.location = (0.12, -0.62, 0.0)
-    cam.rotation_euler = (1.5708, 0.0, 0.19)
+    cam.location = (0.16, -0.5, 0.02)
+    track = cam.constraints.new("TRACK_TO")
+    track.target, track.track_axis, track.up_axis = target, "TRACK_NEGATIVE_Z", "UP_Y"
     scene.collection.objects.link(cam)
     scene.camera = cam
     light_data = bpy.data.lights.new("Key", "AREA")
-    light_data.energy = 40
-    light_data.size = 0.5
+    light_data.energy = 12
+    light_data.size = 0.4
     light = bpy.data.objects.new("Key", light_data)
-    light.location = (0.4, -0.6, 0.4)
-    light.rotation_euler = (0.9, 0.0, 0.6)
+    light.location = (0.35, -0.5, 0.35)
+    light.constraints.new("TRACK_TO").target = target
     scene.collection.objects.link(light)
     world = bpy.data.worlds.new("World")
     world.use_nodes = True
