@@ -35,4 +35,4 @@ def test_recognises_and_aligns_real_speech():
     bilabials = [p for p in phones if p[0] in ("P", "B", "M")]
     assert len(bilabials) >= 4
     assert all(0 <= s < e <= len(audio) / 16000 + 0.05 for _, s, e in phones)
-    assert all(a[2] <= b[1] + 1e-6 for a, b in zip(phones, phones[1:]))  # in order, no overlap
+    assert all(a[2] <= b[1] + 1e-6 for a, b in zip(phones[:-1], phones[1:], strict=True))  # in order, no overlap

@@ -5,9 +5,9 @@ Registration only; each module registers its own classes.
 
 from __future__ import annotations
 
-from . import operators, panel, preferences, properties, rig, runtime
+from . import operators, panel, preferences, properties, retarget_ops, retarget_panel, rig, runtime
 
-_modules = (properties, preferences, operators, rig, panel)
+_modules = (properties, preferences, operators, rig, retarget_ops, panel, retarget_panel)
 
 
 def register() -> None:

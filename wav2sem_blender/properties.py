@@ -46,6 +46,71 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     last_summary: StringProperty(name="Last Result")
 
 
+RETARGET_MODES = [
+    ("BAKE", "Bake", "Transfer the source's shape keys and their F-curves; the source can then be deleted"),
+    ("LIVE", "Live", "A Surface Deform modifier that follows the source mesh while it exists"),
+]
+JAW_AXES = [
+    ("X", "X", "Rotate about the bone's local X axis"),
+    ("Y", "Y", "Rotate about the bone's local Y axis"),
+    ("Z", "Z", "Rotate about the bone's local Z axis"),
+    ("-X", "-X", "Rotate about the bone's local X axis, the other way"),
+    ("-Y", "-Y", "Rotate about the bone's local Y axis, the other way"),
+    ("-Z", "-Z", "Rotate about the bone's local Z axis, the other way"),
+]
+
+
+def _is_armature(settings, obj) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class WAV2SEM_PG_retarget(bpy.types.PropertyGroup):
+    """Settings of the Retarget sub-panel (the operators take the same names as arguments)."""
+
+    source: PointerProperty(
+        name="Source", description="The animated head (FLAME, or any mesh with lip sync shape keys)",
+        type=bpy.types.Object, poll=_is_mesh,
+    )
+    target: PointerProperty(
+        name="Target", description="The custom head or rig to drive", type=bpy.types.Object, poll=_is_mesh
+    )
+    vertex_group: StringProperty(
+        name="Vertex Group", description="Only the target's vertices in this group follow (empty: all)"
+    )
+    max_distance: FloatProperty(
+        name="Max Distance", description="Target vertices farther than this from the source do not follow "
+        "(0: 2% of the source's size)", default=0.0, min=0.0, subtype="DISTANCE", unit="LENGTH",
+    )
+    falloff: FloatProperty(
+        name="Falloff", description="Distance over which the following fades out beyond Max Distance "
+        "(0: as much as Max Distance)", default=0.0, min=0.0, subtype="DISTANCE", unit="LENGTH",
+    )
+    mode: EnumProperty(name="Transfer", items=RETARGET_MODES, default="BAKE")
+    keys: StringProperty(
+        name="Keys", description="Target shape keys to solve for, comma separated (empty: all but the basis)"
+    )
+    smooth: FloatProperty(
+        name="Smoothness", description="Temporal smoothing of the solved weights", default=0.01, min=0.0, soft_max=10.0
+    )
+    mapping_text: StringProperty(
+        name="Mapping", description="A text block name or inline lines like 'jawOpen = aa * 0.8, oh * 0.3' "
+        "(empty: controls map to keys of the same name)",
+    )
+    smoothing: FloatProperty(
+        name="Smoothing", description="Smoothing of the mapped curves, in seconds", default=0.0, min=0.0, soft_max=0.2
+    )
+    armature: PointerProperty(
+        name="Armature", description="The rig whose jaw bone to animate", type=bpy.types.Object, poll=_is_armature
+    )
+    bone: StringProperty(name="Jaw Bone", description="The bone that opens the jaw")
+    axis: EnumProperty(name="Axis", items=JAW_AXES, default="X")
+    max_angle: FloatProperty(
+        name="Max Angle", description="Rotation at jawOpen = 1", default=0.3490658503988659,
+        min=-3.14159, max=3.14159, subtype="ANGLE",
+    )
+    last_summary: StringProperty(name="Last Result")
+
+
 class WAV2SEM_PG_status(bpy.types.PropertyGroup):
     running: BoolProperty(default=False)
     cancel_requested: BoolProperty(default=False)
@@ -54,18 +119,20 @@ class WAV2SEM_PG_status(bpy.types.PropertyGroup):
     message: StringProperty()
 
 
-classes = (WAV2SEM_PG_settings, WAV2SEM_PG_status)
+classes = (WAV2SEM_PG_settings, WAV2SEM_PG_retarget, WAV2SEM_PG_status)
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.wav2sem = PointerProperty(type=WAV2SEM_PG_settings)
+    bpy.types.Scene.wav2sem_retarget = PointerProperty(type=WAV2SEM_PG_retarget)
     bpy.types.WindowManager.wav2sem_status = PointerProperty(type=WAV2SEM_PG_status)
 
 
 def unregister() -> None:
     del bpy.types.WindowManager.wav2sem_status
+    del bpy.types.Scene.wav2sem_retarget
     del bpy.types.Scene.wav2sem
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -100,3 +100,33 @@ def new_shape_key(ob: bpy.types.Object, name: str, positions: np.ndarray) -> bpy
     kb = ob.shape_key_add(name=name, from_mix=False)
     kb.data.foreach_set("co", np.ascontiguousarray(positions, dtype=np.float32).ravel())
     return kb
+
+
+def copy_fcurve(fcurves, data_path: str, source, index: int = 0):
+    """A copy of F-curve ``source`` under ``data_path``: keys, interpolation, handles, easing, in bulk."""
+    fc = fcurves.find(data_path, index=index)
+    if fc is not None:
+        fcurves.remove(fc)
+    fc = fcurves.new(data_path, index=index)
+    points = source.keyframe_points
+    n = len(points)
+    fc.keyframe_points.add(n)
+    for attr, width, dtype in (
+        ("co", 2, np.float32),
+        ("handle_left", 2, np.float32),
+        ("handle_right", 2, np.float32),
+        ("interpolation", 1, np.int32),
+        ("easing", 1, np.int32),
+        ("handle_left_type", 1, np.int32),
+        ("handle_right_type", 1, np.int32),
+        ("amplitude", 1, np.float32),
+        ("back", 1, np.float32),
+        ("period", 1, np.float32),
+    ):
+        buf = np.empty(n * width, dtype=dtype)
+        points.foreach_get(attr, buf)
+        fc.keyframe_points.foreach_set(attr, buf)
+    fc.extrapolation = source.extrapolation
+    fc.mute = source.mute
+    fc.update()
+    return fc
