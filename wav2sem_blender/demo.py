@@ -1,6 +1,6 @@
 """The README's main job: a demo scene animated by the embedded default model.
 
-    python wav2sem_blender/demo.py [--out out/demo] [--audio speech.wav] [--frames 8]
+    python wav2sem_blender/demo.py [--out out/demo] [--audio speech.wav] [--frames 6]
 
 Builds a procedural head (no third-party asset), gives it the articulation rig (shape keys
 named like the model's controls), runs Generate Lip Sync on the sample sentence with the
@@ -36,7 +36,7 @@ def build_scene(audio: Path):
     skin = bpy.data.materials.new("Skin")
     skin.diffuse_color = (0.8, 0.6, 0.5, 1.0)
     skin.use_nodes = True
-    skin.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.6, 0.36, 0.27, 1.0)
+    skin.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.45, 0.22, 0.15, 1.0)
     head.data.materials.append(skin)
     add_articulation_rig(head)
     # frame the lower face: the mouth is what moves
@@ -44,9 +44,9 @@ def build_scene(audio: Path):
     target.location = (0.0, -0.09, -0.04)
     scene.collection.objects.link(target)
     cam_data = bpy.data.cameras.new("Camera")
-    cam_data.lens = 70
+    cam_data.lens = 80
     cam = bpy.data.objects.new("Camera", cam_data)
-    cam.location = (0.16, -0.5, 0.02)
+    cam.location = (0.1, -0.32, -0.01)
     track = cam.constraints.new("TRACK_TO")
     track.target, track.track_axis, track.up_axis = target, "TRACK_NEGATIVE_Z", "UP_Y"
     scene.collection.objects.link(cam)
@@ -55,7 +55,7 @@ def build_scene(audio: Path):
     light_data.energy = 12
     light_data.size = 0.4
     light = bpy.data.objects.new("Key", light_data)
-    light.location = (0.35, -0.5, 0.35)
+    light.location = (0.3, -0.4, 0.25)
     light.constraints.new("TRACK_TO").target = target
     scene.collection.objects.link(light)
     world = bpy.data.worlds.new("World")
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"))
     parser.add_argument("--audio", default=str(SAMPLE))
-    parser.add_argument("--frames", type=int, default=8, help="preview frames to render")
+    parser.add_argument("--frames", type=int, default=6, help="preview frames to render")
     parser.add_argument("--bundle", help="model bundle (default: the embedded default)")
     args = parser.parse_args(argv[argv.index("--") + 1 :] if "--" in argv else argv)
     if str(ROOT) not in sys.path:
