@@ -27,13 +27,18 @@ def _phone(name: str) -> str:
     return "SIL" if name.startswith("+") else map_phone("flite", name)
 
 
-def _decoder():
+# Forced alignment searches a single word sequence, so wide beams cost little; the default ones
+# lose the path on unusual voices (measured: espeak-ng's sample sentence fails without them).
+ALIGN_BEAMS = {"beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100}
+
+
+def _decoder(**beams):
     try:
         from pocketsphinx import Decoder
     except ImportError:
         raise Wav2SemError("aligner_missing", "The PocketSphinx aligner is not installed.",
                            "Install the train extra: pip install -e '.[train]'.") from None
-    return Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL")
+    return Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", **beams)
 
 
 def _decode(decoder, pcm: bytes) -> None:
@@ -45,11 +50,12 @@ def _decode(decoder, pcm: bytes) -> None:
 def align(audio: np.ndarray, text: str | None = None) -> tuple[list[str], list[tuple[str, float, float]]]:
     """(words, phones as (ARPAbet phone or SIL, start s, end s)) for 16 kHz mono float audio."""
     pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1, 1) * 32767).astype("<i2").tobytes()
-    decoder = _decoder()
     if text is None:
-        _decode(decoder, pcm)
-        hyp = decoder.hyp()
+        recogniser = _decoder()
+        _decode(recogniser, pcm)
+        hyp = recogniser.hyp()
         text = hyp.hypstr if hyp is not None else ""
+    decoder = _decoder(**ALIGN_BEAMS)
     words = [w for w in re.sub(r"[^a-z' ]+", " ", text.lower()).split() if w]
     if not words:
         raise Wav2SemError("align_failed", "No words were recognised in the audio.", "Pass the transcript.")
@@ -59,7 +65,11 @@ def align(audio: np.ndarray, text: str | None = None) -> tuple[list[str], list[t
         raise Wav2SemError("align_failed", f"PocketSphinx cannot align this text ({exc}).",
                            "Check the transcript's words are English dictionary words.") from None
     _decode(decoder, pcm)
-    decoder.set_alignment()
+    try:
+        decoder.set_alignment()
+    except RuntimeError:
+        raise Wav2SemError("align_failed", "PocketSphinx could not align the words with the audio.",
+                           "Check that the transcript matches what is said.") from None
     _decode(decoder, pcm)
     phones = []
     for word in decoder.get_alignment():

@@ -99,6 +99,8 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
             "model_missing", f"The bundle {folder.name} has no weights file ({weights.name}).", "Rebuild it."
         )
     state = load_file(str(weights))
+    for key, shape in meta.get("derived", {}).items():  # left out when saved: rebuilt from its formula
+        state[key] = _derived(key, shape)
     if variant == "plain":
         meta = {**meta, "semantic": None}
         shared = {k: v for k, v in state.items() if k.startswith("audio_encoder.")}
@@ -162,7 +164,11 @@ def save_bundle(
             meta["semantic"] = {"type": "encoder", "folder": "semantic_encoder"}
         meta["semantic"]["fusion"] = model.semantic.fusion
     meta.update(extra or {})
-    save_file(_state(model, half), str(tmp / WEIGHTS))
+    state = _state(model, half)
+    derived = {k: list(v.shape) for k, v in state.items() if k == WHISPER_POSITIONS}
+    if derived:
+        meta["derived"] = derived
+    save_file({k: v for k, v in state.items() if k not in derived}, str(tmp / WEIGHTS))
     if plain is not None:  # the same host trained without Wav2Sem; the encoder is shared
         own = {k: v for k, v in _state(plain, half).items() if not k.startswith("audio_encoder.")}
         save_file(own, str(tmp / "plain.safetensors"))
@@ -172,6 +178,17 @@ def save_bundle(
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+WHISPER_POSITIONS = "audio_encoder.model.encoder.embed_positions.weight"
+
+
+def _derived(key: str, shape: list[int]) -> torch.Tensor:
+    if key == WHISPER_POSITIONS:
+        from .whisper import sinusoids
+
+        return sinusoids(*shape)
+    raise ModelError("bundle_corrupt", f"The bundle names an unknown derived weight {key}.", "Rebuild it.")
 
 
 def _state(model: nn.Module, half: bool) -> dict:

@@ -11,6 +11,7 @@ positions (30 s) are encoded in overlapping windows and cross-faded.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from pathlib import Path
@@ -141,6 +142,15 @@ def load_ctranslate2_encoder(folder: str | Path) -> tuple[WhisperConfig, dict[st
     if meta.is_file():
         config.ct2_source = json.loads(meta.read_text()).get("model_name", "")
     return config, whisper_encoder_state(arrays)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's fixed encoder position table (the released weights hold exactly this, to float16
+    rounding), so bundles can leave it out and rebuild it on load."""
+    step = math.log(max_timescale) / (channels // 2 - 1)
+    inverse = torch.exp(-step * torch.arange(channels // 2, dtype=torch.float64))
+    scaled = torch.arange(length, dtype=torch.float64)[:, None] * inverse[None, :]
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1).float()
 
 
 class WhisperFrames(nn.Module):
