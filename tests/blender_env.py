@@ -87,3 +87,26 @@ def scene_snapshot(ob: bpy.types.Object) -> dict:
         "fps": (scene.render.fps, scene.render.fps_base),
         "action": key.animation_data.action.name if key and key.animation_data and key.animation_data.action else None,
     }
+
+
+class Recorder:
+    """Stands in for a panel's layout: checks every property and operator the panel draws exists."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: Recorder(self.seen)  # column(), row(), separator(), label() ...
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        self.seen.append(name)
+
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties, name
+        self.seen.append(name)
+
+    def operator(self, idname, **kwargs):
+        group, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, group), name), idname
+        self.seen.append(idname)

@@ -185,33 +185,10 @@ def test_operators_are_undoable_with_a_one_line_tooltip():
     assert bpy.context.scene.wav2sem_retarget.mode == "BAKE"
 
 
-class Recorder:
-    """Stands in for a panel's layout: checks every property and operator the panel draws exists."""
-
-    def __init__(self, seen):
-        self.seen = seen
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: Recorder(self.seen)  # column(), row(), separator(), label() ...
-
-    def prop(self, data, name, **kwargs):
-        assert name in data.bl_rna.properties, name
-        self.seen.append(name)
-
-    def prop_search(self, data, name, search_data, search_name, **kwargs):
-        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties, name
-        self.seen.append(name)
-
-    def operator(self, idname, **kwargs):
-        group, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, group), name), idname
-        self.seen.append(idname)
-
-
 def test_retarget_panel_draws_its_settings_and_five_buttons():
     be.reset()
     seen = []
-    panel = type("P", (), {"layout": Recorder(seen)})()
+    panel = type("P", (), {"layout": be.Recorder(seen)})()
     bpy.types.WAV2SEM_PT_retarget.draw(panel, bpy.context)
     assert [s for s in seen if s.startswith("wav2sem.")] == [
         "wav2sem.align_heads", "wav2sem.transfer_motion", "wav2sem.solve_shape_keys", "wav2sem.map_controls",

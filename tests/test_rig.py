@@ -143,3 +143,18 @@ def test_mesh_without_landmarks_is_refused_and_left_alone():
     with pytest.raises(RuntimeError, match="no mouth landmarks"):
         bpy.ops.wav2sem.add_rig(object=ob.name)
     assert ob.data.shape_keys is None
+
+
+def test_operator_defaults_to_the_panels_target():
+    be.reset()
+    ob = make_head_object("Head")
+    bpy.context.scene.wav2sem.target = ob
+    assert bpy.ops.wav2sem.add_rig() == {"FINISHED"}
+    assert key_names(ob) == ["Basis", *CONTROLS]
+
+
+def test_main_panel_offers_the_rig():
+    be.reset()
+    seen = []
+    bpy.types.WAV2SEM_PT_main.draw(type("P", (), {"layout": be.Recorder(seen)})(), bpy.context)
+    assert "wav2sem.add_rig" in seen and "wav2sem.generate" in seen and "audio" in seen

@@ -22,6 +22,7 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         col = layout.column()
         col.prop(settings, "audio")
         col.prop(settings, "target")
+        col.operator("wav2sem.add_rig", icon="SHAPEKEY_DATA")
         row = col.row(align=True)
         row.prop(settings, "bundle")
         row.operator("wav2sem.inspect_bundle", text="", icon="FILE_REFRESH")

@@ -101,11 +101,13 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
     bl_label = "Add Articulation Rig"
     bl_options = {"REGISTER", "UNDO"}
 
-    object: StringProperty(name="Object", description="Mesh to rig (default: the active object)",
+    object: StringProperty(name="Object", description="Mesh to rig (default: the panel's target, else the active object)",
                            options={"SKIP_SAVE"})
 
     def execute(self, context):
-        ob = bpy.data.objects.get(self.object) if self.object else context.active_object
+        settings = getattr(context.scene, "wav2sem", None)
+        fallback = (settings.target if settings is not None else None) or context.active_object
+        ob = bpy.data.objects.get(self.object) if self.object else fallback
         if ob is None:
             self.report({"ERROR"}, "No object to rig: select a head mesh or pass object=...")
             return {"CANCELLED"}
