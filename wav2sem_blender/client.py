@@ -44,6 +44,9 @@ class Job:
         self.process = process
         self.id = job_id
         self.stage, self.fraction = "queued", 0.0
+        # every progress event since the last wait() callback: a poll may drain several at once,
+        # and a caller should still see each stage the server went through
+        self.events: collections.deque[tuple[str, float]] = collections.deque(maxlen=256)
         self.result: dict[str, Any] | None = None
         self.error: Wav2SemError | None = None
         self.cancelled = False
@@ -73,11 +76,16 @@ class Job:
         cancel_sent = False
         while not self.poll():
             if on_progress:
+                while self.events:
+                    on_progress(*self.events.popleft())
                 on_progress(self.stage, self.fraction)
             if should_cancel and not cancel_sent and should_cancel():
                 self.cancel()
                 cancel_sent = True
             time.sleep(interval)
+        if on_progress:
+            while self.events:
+                on_progress(*self.events.popleft())
         if self.error:
             raise self.error
         if self.cancelled:
@@ -280,6 +288,7 @@ class ServerProcess:
             kind = message["type"]
             if kind == "progress":
                 job.stage, job.fraction = message.get("stage", job.stage), float(message.get("fraction", 0.0))
+                job.events.append((job.stage, job.fraction))
             elif kind == "error":
                 job.error = Wav2SemError(message.get("code", "error"), message.get("message", ""), message.get("hint", ""))
             elif kind == "cancelled":
