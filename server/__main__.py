@@ -90,7 +90,7 @@ def _train_default(args: argparse.Namespace) -> None:
         corpus_args["holdout_voices"] = tuple(args.holdout_voices.split(","))
     recipe = Recipe(
         corpus=args.corpus, out=args.out, sentences=args.sentences, voices=args.voices, seed=args.seed,
-        corpus_seed=args.corpus_seed,
+        corpus_seed=args.corpus_seed, semantic_from=args.semantic_from,
         semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
     )
     train_default(recipe, log=lambda text: print(text, file=sys.stderr, flush=True))
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=16, help="near-homophone pairs in the carrier sentences")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
     p.add_argument("--corpus-seed", type=int, default=0, help="corpus seed (sentences, voices, splits)")
+    p.add_argument("--semantic-from", help="reuse this bundle's trained semantic head (decoder-only seeds)")
     p.add_argument("--semantic-epochs", type=int, default=40)
     p.add_argument("--decoder-epochs", type=int, default=40)
     p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")

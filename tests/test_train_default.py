@@ -41,6 +41,17 @@ def test_train_evaluate_infer_miniature(tmp_path):
     table = proc.stdout
     assert "| unseen voices |" in table and "with Wav2Sem" in table and "without" in table
 
+    # another training seed reusing stage 1, then the table over both seeds
+    again = tmp_path / "seed1"
+    proc = server("train-default", "--corpus", corpus, "--out", again, "--sentences", "3", "--pairs", "1",
+                  "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland", "--seed", "1",
+                  "--semantic-from", bundle, "--decoder-epochs", "1", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((again / "bundle.json").read_text())["provenance"]["recipe"]["seed"] == 1
+    proc = server("evaluate", "--bundle", bundle, again)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 seeds, mean ± sd" in proc.stdout and " ± " in proc.stdout.splitlines()[2]
+
     out = tmp_path / "o.npz"
     proc = server("infer", "--bundle", bundle, "--audio", REPO / "assets" / "sample_sentence.wav", "--out", out,
                   "--quiet")

@@ -38,6 +38,8 @@ class Recipe:
     decoder_epochs: int = 40
     batch_size: int = 16
     corpus_args: dict = field(default_factory=dict)
+    # reuse stage 1 (the semantic head) of an existing bundle: decoder-only seeds cost a third
+    semantic_from: str | None = None
 
 
 def train_default(recipe: Recipe, log=print) -> Path:
@@ -56,8 +58,15 @@ def train_default(recipe: Recipe, log=print) -> Path:
     from ..data.features import whisper_encoder
 
     encoder, whisper_config = whisper_encoder()
-    head, semantic_metrics = train_semantic(train, held, semantic_spec(whisper_config),
-                                            epochs=recipe.semantic_epochs, seed=recipe.seed, log=log)
+    if recipe.semantic_from:
+        from ..models.bundle import load_bundle, read_meta
+
+        head = load_bundle(recipe.semantic_from).semantic.encoder.float()
+        semantic_metrics = {**read_meta(recipe.semantic_from)["provenance"]["semantic_stage"],
+                            "from": str(recipe.semantic_from)}
+    else:
+        head, semantic_metrics = train_semantic(train, held, semantic_spec(whisper_config),
+                                                epochs=recipe.semantic_epochs, seed=recipe.seed, log=log)
     log("semantic encoder: " + json.dumps(semantic_metrics))
 
     models, stage2 = {}, {}
