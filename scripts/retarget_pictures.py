@@ -171,17 +171,18 @@ def animate_source(source) -> None:
 
 def rig_deltas(ob) -> dict[str, np.ndarray]:
     """The articulation rig's deltas for ``ob`` (object space), without adding keys."""
-    from wav2sem_blender.rig import _rest_positions, landmarks_of
+    from wav2sem_blender.rig import landmarks_of
     from wav2sem_blender.shared import articulation
+    from wav2sem_blender.writers.common import rest_positions
 
-    rest = _rest_positions(ob)
+    rest = rest_positions(ob).astype(np.float64)
     return articulation.control_deltas(rest, articulation.mouth_frame(rest, landmarks_of(ob, rest)))
 
 
 def add_keys(ob, shapes: dict[str, np.ndarray]) -> None:
-    from wav2sem_blender.rig import _rest_positions
+    from wav2sem_blender.writers.common import rest_positions
 
-    rest = _rest_positions(ob)
+    rest = rest_positions(ob).astype(np.float64)
     if ob.data.shape_keys is None:
         ob.shape_key_add(name="Basis", from_mix=False)
     for name, delta in shapes.items():
@@ -193,10 +194,11 @@ def jaw_rig(ob):
     """An armature deforming ``ob``: a jaw bone (pivot below the ear, tail at the chin), a still head bone."""
     import bpy
 
-    from wav2sem_blender.rig import _rest_positions, landmarks_of
+    from wav2sem_blender.rig import landmarks_of
     from wav2sem_blender.shared import articulation
+    from wav2sem_blender.writers.common import rest_positions
 
-    rest = _rest_positions(ob)
+    rest = rest_positions(ob).astype(np.float64)
     lm = landmarks_of(ob, rest)
     frame = articulation.mouth_frame(rest, lm)
     weights = articulation.jaw_weights(frame, frame.local(rest))

@@ -29,7 +29,7 @@ from .retarget.jaw import jaw_angles, jaw_open_from_offsets
 from .retarget.mapping import ARKIT_TO_VISEMES, map_controls, parse_mapping
 from .retarget.solve import solve_weights
 from .retarget.transform import RetargetError, similarity_from_landmarks
-from .rig import FLAME_LANDMARKS, FLAME_VERTICES, GROUP_PREFIX, LANDMARKS
+from .rig import FLAME_LANDMARKS, FLAME_VERTICES, GROUP_PREFIX, LANDMARKS, group_weights, landmarks_of
 from .shared import Wav2SemError, articulation, controls
 from .writers import PREFIX
 from .writers.common import (
@@ -129,39 +129,9 @@ def _triangles(ob: bpy.types.Object) -> np.ndarray:
         raise refuse(f"'{ob.name}': {exc}") from None
 
 
-def _group_weights(ob: bpy.types.Object, names: list[str]) -> dict[str, np.ndarray]:
-    """(V,) weights of each named vertex group that exists (one pass over the vertices)."""
-    index = {ob.vertex_groups[n].index: n for n in names if n in ob.vertex_groups}
-    out = {n: np.zeros(len(ob.data.vertices)) for n in index.values()}
-    if not index:
-        return out
-    for v in ob.data.vertices:
-        for g in v.groups:
-            name = index.get(g.group)
-            if name is not None:
-                out[name][v.index] = g.weight
-    return out
-
-
-def _landmarks(ob: bpy.types.Object, rest: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Object-space landmarks from ``W2S`` vertex groups (weighted means), else FLAME's built-ins."""
-    weights = _group_weights(ob, [GROUP_PREFIX + n for n in names])
-    found = {}
-    for n in names:
-        w = weights.get(GROUP_PREFIX + n)
-        if w is not None and w.sum() > 0:
-            found[n] = (w[:, None] * rest).sum(0) / w.sum()
-    if all(n in found for n in LANDMARKS):
-        return found
-    if len(rest) == FLAME_VERTICES:
-        return {**{n: rest[i] for n, i in FLAME_LANDMARKS.items()}, **found}
-    missing = ", ".join(GROUP_PREFIX + n for n in LANDMARKS if n not in found)
-    raise refuse(f"'{ob.name}' has no mouth landmarks: assign vertices to the vertex groups {missing}.")
-
-
 def _landmark_vertex(ob: bpy.types.Object, name: str) -> int | None:
     """The vertex standing for one landmark: the heaviest of its group, else FLAME's built-in."""
-    w = _group_weights(ob, [GROUP_PREFIX + name]).get(GROUP_PREFIX + name)
+    w = group_weights(ob, [GROUP_PREFIX + name]).get(GROUP_PREFIX + name)
     if w is not None and w.max() > 0:
         return int(w.argmax())
     if len(ob.data.vertices) == FLAME_VERTICES and name in FLAME_LANDMARKS:
@@ -174,7 +144,7 @@ def _vertex_mask(ob: bpy.types.Object, group: str) -> np.ndarray | None:
         return None
     if group not in ob.vertex_groups:
         raise refuse(f"'{ob.name}' has no vertex group called '{group}'.")
-    mask = _group_weights(ob, [group])[group]
+    mask = group_weights(ob, [group])[group]
     if mask.max() <= 0:
         raise refuse(f"The vertex group '{group}' of '{ob.name}' is empty.")
     return mask
@@ -240,7 +210,7 @@ def _key_deltas(ob: bpy.types.Object, blocks) -> np.ndarray:
     for k, kb in enumerate(blocks):
         out[k] = co(kb) - co(kb.relative_key)
         if kb.vertex_group:  # Blender scales the key by its vertex group
-            w = _group_weights(ob, [kb.vertex_group]).get(kb.vertex_group)
+            w = group_weights(ob, [kb.vertex_group]).get(kb.vertex_group)
             if w is not None:
                 out[k] *= w[:, None].astype(np.float32)
     return out
@@ -358,8 +328,8 @@ class WAV2SEM_OT_align_heads(_RetargetOperator, bpy.types.Operator):
         if source.library is not None:
             raise refuse(f"'{source.name}' is linked from another .blend and cannot be moved here.")
         names = LANDMARKS + ALIGN_OPTIONAL
-        src = _landmarks(source, _rest(source), names)
-        dst = _landmarks(target, _rest(target), names)
+        src = landmarks_of(source, _rest(source), names)
+        dst = landmarks_of(target, _rest(target), names)
         common = [n for n in names if n in src and n in dst]
         try:
             fit = similarity_from_landmarks(_world(source, np.array([src[n] for n in common])),
@@ -751,7 +721,7 @@ class WAV2SEM_OT_jaw_bone(_RetargetOperator, bpy.types.Operator):
         frames = np.arange(lo, hi + 1, dtype=np.float64)
         rest = _rest(source)
         try:
-            mouth = articulation.mouth_frame(rest, _landmarks(source, rest, LANDMARKS))
+            mouth = articulation.mouth_frame(rest, landmarks_of(source, rest, LANDMARKS))
         except articulation.RigError as exc:
             raise refuse(f"The mouth landmarks of '{source.name}' do not make sense: {exc}.") from None
         lip = _landmark_vertex(source, "lip_upper")

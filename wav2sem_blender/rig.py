@@ -13,6 +13,7 @@ import numpy as np
 from bpy.props import StringProperty
 
 from .shared import Wav2SemError, articulation, controls
+from .writers.common import rest_positions
 
 FLAME_LANDMARKS, FLAME_VERTICES = articulation.FLAME_LANDMARKS, articulation.FLAME_VERTICES
 LANDMARKS, OPTIONAL_LANDMARKS = articulation.LANDMARKS, articulation.OPTIONAL_LANDMARKS
@@ -21,36 +22,33 @@ GROUP_PREFIX = "W2S "
 RIG_PROPERTY = "wav2sem_rig"
 
 
-def _rest_positions(ob: bpy.types.Object) -> np.ndarray:
-    me = ob.data
-    co = np.empty(len(me.vertices) * 3, dtype=np.float32)
-    if me.shape_keys is not None:
-        me.shape_keys.reference_key.data.foreach_get("co", co)
-    else:
-        me.vertices.foreach_get("co", co)
-    return co.reshape(-1, 3).astype(np.float64)
-
-
-def _group_positions(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
-    wanted = {ob.vertex_groups[GROUP_PREFIX + n].index: n for n in LANDMARKS + OPTIONAL_LANDMARKS
-              if GROUP_PREFIX + n in ob.vertex_groups}
-    if not wanted:
-        return {}
-    sums = {n: np.zeros(3) for n in wanted.values()}
-    totals = dict.fromkeys(wanted.values(), 0.0)
-    for v in ob.data.vertices:  # only vertices in some group are visited twice; landmark groups are tiny
+def group_weights(ob: bpy.types.Object, names: list[str]) -> dict[str, np.ndarray]:
+    """(V,) weights of each named vertex group that exists (one pass over the vertices: Blender has
+    no bulk access to group weights)."""
+    index = {ob.vertex_groups[n].index: n for n in names if n in ob.vertex_groups}
+    out = {n: np.zeros(len(ob.data.vertices)) for n in index.values()}
+    if not index:
+        return out
+    for v in ob.data.vertices:
         for g in v.groups:
-            name = wanted.get(g.group)
-            if name is not None and g.weight > 0:
-                sums[name] += g.weight * rest[v.index]
-                totals[name] += g.weight
-    return {n: sums[n] / totals[n] for n in sums if totals[n] > 0}
+            name = index.get(g.group)
+            if name is not None:
+                out[name][v.index] = g.weight
+    return out
 
 
-def landmarks_of(ob: bpy.types.Object, rest: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Landmark positions of ``ob`` (object space): its W2S vertex groups, else FLAME's built-ins."""
-    rest = _rest_positions(ob) if rest is None else rest
-    found = _group_positions(ob, rest)
+def landmarks_of(
+    ob: bpy.types.Object, rest: np.ndarray | None = None, names: tuple[str, ...] = LANDMARKS + OPTIONAL_LANDMARKS
+) -> dict[str, np.ndarray]:
+    """Landmark positions of ``ob`` (object space): the weighted means of its ``W2S`` vertex groups
+    (any of ``names``), else FLAME's built-ins for the mouth."""
+    rest = rest_positions(ob).astype(np.float64) if rest is None else rest
+    weights = group_weights(ob, [GROUP_PREFIX + n for n in names])
+    found = {}
+    for n in names:
+        w = weights.get(GROUP_PREFIX + n)
+        if w is not None and w.sum() > 0:
+            found[n] = (w[:, None] * rest).sum(0) / w.sum()
     if all(n in found for n in LANDMARKS):
         return found
     if len(rest) == FLAME_VERTICES:
@@ -59,7 +57,7 @@ def landmarks_of(ob: bpy.types.Object, rest: np.ndarray | None = None) -> dict[s
     raise Wav2SemError(
         "rig_landmarks",
         f"'{ob.name}' has no mouth landmarks (missing vertex groups: {', '.join(missing)}).",
-        "Assign a vertex or two to each of those groups in Edit Mode, then add the rig again.",
+        "Assign a vertex or two to each of those groups in Edit Mode, then try again.",
     )
 
 
@@ -70,7 +68,7 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
     if ob.library is not None or ob.data.library is not None:
         raise Wav2SemError("rig_target", f"'{ob.name}' is linked from a library and cannot get shape keys.",
                            "Make it local (Object > Relation > Make Local) first.")
-    rest = _rest_positions(ob)
+    rest = rest_positions(ob).astype(np.float64)
     try:
         frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
     except articulation.RigError as exc:
