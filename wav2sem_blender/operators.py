@@ -9,6 +9,7 @@ the scene changes until the result is in hand; then one writer puts it in, in on
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -104,8 +105,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         audio = bpy.path.abspath(self.arg(context, "audio"))
         if not audio:
             raise Wav2SemError("no_audio", "No audio file is chosen.", "Pick a voice recording in the Lip Sync panel.")
-        if not os.path.isfile(audio):
-            raise Wav2SemError("audio_missing", f"The audio file '{audio}' does not exist.", "Check the path.")
+        check_audio_path(audio)
         bundle = bpy.path.abspath(self.arg(context, "bundle")) or runtime.default_bundle()
         mode = self.arg(context, "mode")
         if mode == "PER_FRAME":
@@ -270,6 +270,41 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return self.finish(context)
+
+
+# What a non-regular path is, in words a user recognises (checked in this order).
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def check_audio_path(audio: str) -> None:
+    """Refuse anything but an existing regular file, saying what the path is instead.
+
+    Only ``os.stat`` is used: opening a named pipe to look at it would block until a writer appears.
+    """
+    try:
+        mode = os.stat(audio).st_mode
+    except FileNotFoundError:
+        if os.path.islink(audio):
+            raise Wav2SemError(
+                "audio_missing", f"The audio path '{audio}' is a link to a file that does not exist.", "Check the link."
+            ) from None
+        raise Wav2SemError("audio_missing", f"The audio file '{audio}' does not exist.", "Check the path.") from None
+    except OSError as exc:  # e.g. a folder on the way that cannot be searched
+        raise Wav2SemError(
+            "audio_unreadable", f"The audio file '{audio}' cannot be reached ({exc.strerror}).", "Check the path."
+        ) from None
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "something other than a file")
+    raise Wav2SemError(
+        "audio_not_file", f"The audio path '{audio}' is {kind}, not an audio file.", "Pick a regular audio file."
+    )
 
 
 def ensure_control_keys(ob: bpy.types.Object, names: list[str]) -> bool:
