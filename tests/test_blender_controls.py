@@ -20,7 +20,7 @@ def rig_with_keys(names: list[str]) -> bpy.types.Object:
     return ob
 
 
-def test_controls_drive_existing_keys_and_keep_the_animators_action():
+def test_controls_drive_existing_keys_in_the_animators_action():
     be.reset(24)
     ob = rig_with_keys(["jawOpen", "mouthClose", "browInnerUp"])
     key = ob.data.shape_keys
@@ -33,10 +33,11 @@ def test_controls_drive_existing_keys_and_keep_the_animators_action():
     weights = np.stack([0.5 + 0.5 * np.sin(2 * np.pi * t), np.linspace(0, 1, 60), np.full(60, 0.3)], 1)
     info = write_controls(ob, weights.astype(np.float32), ["jawOpen", "mouthClose", "mouthFunnel"], 30.0, 1, 24.0)
     assert info["missing"] == ["mouthFunnel"] and info["keys"] == 2
-    assert old_action.use_fake_user and old_action.name in bpy.data.actions  # nothing lost
-    assert key.animation_data.action != old_action
+    assert key.animation_data.action == old_action  # the animator's other curves keep playing
     assert {fc.data_path for fc in fcurves_of(key, create=False)} == {
-        'key_blocks["jawOpen"].value', 'key_blocks["mouthClose"].value'}
+        'key_blocks["jawOpen"].value', 'key_blocks["mouthClose"].value', 'key_blocks["browInnerUp"].value'}
+    backup = bpy.data.actions[info["backup"]]
+    assert info["replaced"] == ["jawOpen"] and backup.use_fake_user  # nothing lost
     for frame in (1, 5, 20, 40):
         bpy.context.scene.frame_set(frame)
         m = (frame - 1) * 30 / 24  # model frame at this scene frame
@@ -44,8 +45,8 @@ def test_controls_drive_existing_keys_and_keep_the_animators_action():
         for k, name in enumerate(["jawOpen", "mouthClose"]):
             expected = (1 - w) * weights[i0, k] + w * weights[min(i0 + 1, 59), k]
             assert key.key_blocks[name].value == pytest.approx(expected, abs=1e-5)
-    # the animator's curves are all still in the kept action
-    assert {fc.data_path for fc in action_fcurves(old_action)} == {
+    # the animator's curves are all still in the kept copy
+    assert {fc.data_path for fc in action_fcurves(backup)} == {
         'key_blocks["jawOpen"].value', 'key_blocks["browInnerUp"].value'}
 
 

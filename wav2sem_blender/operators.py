@@ -176,6 +176,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             settings = scene.wav2sem
             first = scene.frame_start if settings.use_scene_start else settings.start_frame
         mode = self.arg(context, "mode")
+        note = ""
         was_edit = ob.mode == "EDIT"
         if was_edit:  # keep the user's unsaved edits, write in object mode, then go back
             ob.update_from_editmode()
@@ -190,6 +191,11 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                 extra = f", {info['keys']} controls" + (", articulation rig added" if added else "") + (
                     f" (missing: {', '.join(info['missing'])})" if info["missing"] else ""
                 )
+                if info["replaced"]:
+                    note = (
+                        f"; replaced your curves for {', '.join(info['replaced'])}"
+                        f" (the originals are kept in the action '{info['backup']}')"
+                    )
             elif mode == "COMPACT":
                 info = write_compact(ob, arrays["weights"], arrays["basis"], arrays["bias"], model_fps, first, fps)
                 extra = f", {info['keys']} keys, max error {float(arrays['max_error']) * 1000:.3f} mm"
@@ -216,7 +222,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         ob["wav2sem_audio"] = gen.plan.audio
         seconds = time.monotonic() - gen.started
         rate = f"{model_fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - model_fps) > 1e-6 else "")
-        return f"{info['frames']} frames at {rate}{extra}, {seconds:.1f} s"
+        return f"{info['frames']} frames at {rate}{extra}, {seconds:.1f} s{note}"
 
     # -- blocking path ----------------------------------------------------------------------------
     def execute(self, context):

@@ -1,12 +1,18 @@
 """Control-weight results (T x K named controls) as F-curves on the object's own shape keys.
 
 The keys must already exist (an ARKit-style rig, or one the procedural rig created); names
-that are missing are reported, the others are written. If the keys already carry animation
-in the current action, a new action is made and the old one kept (with a fake user), so
-nothing the animator made is lost.
+that are missing are reported, the others are written. Our curves go into the action the keys
+already play, replacing only the F-curves of the keys we write, so the animator's other curves
+(a blink, a brow) keep playing. Before a curve we did not write is replaced, the whole action is
+copied to '<name> (before lip sync)' with a fake user, so nothing the animator made is lost.
+A re-run recognises its own curves (by a fingerprint kept on the shape-key datablock) and
+replaces them without another copy.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import bpy
 import numpy as np
@@ -16,10 +22,16 @@ from ..shared import Wav2SemError
 from . import PREFIX
 from .common import add_fcurve, key_path, keyframe_frames
 
+# Custom property on the Key datablock: {data path: fingerprint} of the curves we wrote last.
+OWN_CURVES = "wav2sem_curves"
+BACKUP_SUFFIX = " (before lip sync)"
+
 
 def write_controls(
     ob: bpy.types.Object, weights: np.ndarray, names: list[str], model_fps: float, first_frame: float, fps: float
 ) -> dict:
+    """Key the named controls; the summary's ``replaced`` lists keys whose own curves were replaced
+    and ``backup`` names the action that keeps the originals (None when nothing was replaced)."""
     key = ob.data.shape_keys
     present = set(key.key_blocks.keys()) if key is not None else set()
     found = [(k, n) for k, n in enumerate(names) if n in present]
@@ -30,14 +42,50 @@ def write_controls(
             f"'{ob.name}' has none of the {len(names)} controls the model drives ({', '.join(names[:4])}, ...).",
             "Add shape keys with those names (e.g. with the articulation rig), or use a mapping table.",
         )
-    paths = {key_path(n) for _, n in found}
+    own = _own_fingerprints(key)
+    replaced: list[str] = []
+    backup = None
     fcurves = fcurves_of(key, create=False)
-    if fcurves is not None and not key.animation_data.action.name.startswith(PREFIX):
-        if any(fc.data_path in paths for fc in fcurves):
-            key.animation_data.action.use_fake_user = True  # keep the animator's action
-            key.animation_data.action = None
+    if fcurves is not None:
+        action = key.animation_data.action
+        # Files from before fingerprints: everything in our own action is ours.
+        legacy_own = action.name.startswith(PREFIX) and not own
+        for _, name in found:
+            fc = fcurves.find(key_path(name), index=0)
+            if fc is not None and not legacy_own and own.get(fc.data_path) != _fingerprint(fc):
+                replaced.append(name)
+        if replaced:
+            backup = action.copy()
+            backup.name = action.name + BACKUP_SUFFIX  # Blender adds .001 if a backup already exists
+            backup.use_fake_user = True
     fcurves = fcurves_of(key, action_name=f"{PREFIX}{ob.name} Controls")
     frames = keyframe_frames(first_frame, len(weights), model_fps, fps)
     for k, name in found:
-        add_fcurve(fcurves, key_path(name), frames, np.clip(weights[:, k], 0.0, 1.0))
-    return {"keys": len(found), "missing": missing, "frames": len(weights), "last_frame": float(frames[-1])}
+        fc = add_fcurve(fcurves, key_path(name), frames, np.clip(weights[:, k], 0.0, 1.0))
+        own[fc.data_path] = _fingerprint(fc)
+    key[OWN_CURVES] = json.dumps(own, sort_keys=True)
+    return {
+        "keys": len(found),
+        "missing": missing,
+        "frames": len(weights),
+        "last_frame": float(frames[-1]),
+        "replaced": replaced,
+        "backup": backup.name if backup is not None else None,
+    }
+
+
+def _own_fingerprints(key: bpy.types.Key | None) -> dict[str, str]:
+    try:
+        return dict(json.loads(key[OWN_CURVES])) if key is not None and OWN_CURVES in key else {}
+    except (TypeError, ValueError):  # hand-edited property: trust nothing, back up instead
+        return {}
+
+
+def _fingerprint(fc: bpy.types.FCurve) -> str:
+    """Keys and interpolation: changes when anyone edits the curve after we wrote it."""
+    points = fc.keyframe_points
+    co = np.empty(2 * len(points), dtype=np.float32)
+    interpolation = np.empty(len(points), dtype=np.int32)
+    points.foreach_get("co", co)
+    points.foreach_get("interpolation", interpolation)
+    return hashlib.sha1(co.tobytes() + interpolation.tobytes()).hexdigest()[:16]
