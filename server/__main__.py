@@ -32,19 +32,14 @@ def _convert(args: argparse.Namespace) -> None:
         fusion=args.fusion,
         n_head=args.n_head,
         vq_heads=args.vq_heads,
+        force=args.force,
     )
     print(f"bundle written to {out}", file=sys.stderr)
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .errors import Wav2SemError
-    from .models.bundle import default_bundle, load_bundle, variant_for
-    from .pipeline import InferRequest, resolve_device, run, save_result
-    from .progress import ConsoleProgress
+    from .pipeline import InferRequest, check_result_path
 
-    device = resolve_device(args.device)
-    bundle = args.bundle or str(default_bundle())
-    model = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
     request = InferRequest(
         audio=args.audio,
         subject=args.subject,
@@ -54,7 +49,17 @@ def _infer(args: argparse.Namespace) -> None:
         fps=args.fps,
         max_seconds=args.max_seconds,
         result="compact" if args.compact else "offsets",
-    )
+    ).validate()
+    check_result_path(args.out, args.audio)  # before minutes of inference, not after
+
+    from .errors import Wav2SemError
+    from .models.bundle import default_bundle, load_bundle, variant_for
+    from .pipeline import resolve_device, run, save_result
+    from .progress import ConsoleProgress
+
+    device = resolve_device(args.device)
+    bundle = args.bundle or str(default_bundle())
+    model = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
     template = None
     if args.template:
         from .template import parse_landmarks, read_template
@@ -167,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-head", type=int, default=4, help="decoder attention heads (official: 4)")
     p.add_argument("--vq-heads", type=int, default=8, help="CodeTalker stage-1 attention heads (official: 8)")
-    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--out", required=True, help="bundle folder to write (new, empty, or a bundle with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out (never other files)")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,10 @@ SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 600.0
 MIN_SECONDS = 0.2
 SILENCE_DBFS = -60.0
+# Refused from the header, before any sample is decoded (a forged header must not cost memory).
+MAX_CHANNELS = 32
+MAX_SAMPLE_RATE = 384_000
+_BLOCK_FRAMES = 1 << 16  # decode in blocks mixed down at once: memory stays ~ mono size
 
 _FORMATS_HINT = (
     "Use a WAV, FLAC, OGG or MP3 file, or convert it first, "
@@ -28,19 +33,51 @@ _FORMATS_HINT = (
 PathLike = str | os.PathLike[str]
 
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def path_kind(path: PathLike) -> str | None:
+    """What a path is when it is not a regular file ("a folder", "a named pipe (FIFO)", ...); None if it is one.
+
+    Never opens the path: opening a FIFO blocks until a writer appears.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"not accessible ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
 def _check_exists(path: Path) -> None:
     # The full path (not just the name) so the user can see where we looked.
-    if not path.exists():
+    kind = path_kind(path)
+    if kind == "missing":
         raise AudioError(
             "audio_missing",
             f"The audio file '{path}' does not exist.",
             "Check the path, or pick the file again.",
         )
-    if path.is_dir():
+    if kind == "a folder":
         raise AudioError(
             "audio_missing",
             f"The audio path '{path}' is a folder, not a file.",
             "Pick an audio file inside it instead.",
+        )
+    if kind is not None:
+        raise AudioError(
+            "audio_not_file",
+            f"The audio path '{path}' is {kind}, not a regular file.",
+            "Pick a regular audio file (WAV, FLAC, OGG or MP3).",
         )
 
 
@@ -82,6 +119,21 @@ def duration_seconds(path: PathLike) -> float:
         return f.frames / f.samplerate if f.samplerate > 0 else 0.0
 
 
+def _check_layout(path: Path, channels: int, samplerate: int) -> None:
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            "audio_unsupported",
+            f"'{path.name}' has {channels} channels; at most {MAX_CHANNELS} are accepted.",
+            "Mix it down to mono or stereo first, e.g. `ffmpeg -i input.wav -ac 1 output.wav`.",
+        )
+    if not 1 <= samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            "audio_unsupported",
+            f"'{path.name}' has a sample rate of {samplerate} Hz; the limit is {MAX_SAMPLE_RATE} Hz.",
+            "Resample it first, e.g. `ffmpeg -i input.wav -ar 16000 output.wav`.",
+        )
+
+
 def _check_duration(path: Path, frames: int, samplerate: int, max_seconds: float) -> None:
     if frames <= 0:
         raise AudioError(
@@ -106,30 +158,28 @@ def _check_duration(path: Path, frames: int, samplerate: int, max_seconds: float
 
 def load_audio(path: PathLike, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
     """Read an audio file and return it as validated mono float32 at 16 kHz."""
-    if not max_seconds > 0:
-        raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
+    if not (isinstance(max_seconds, (int, float)) and math.isfinite(max_seconds) and max_seconds > 0):
+        raise AudioError(
+            "bad_request", f"The audio length limit must be a positive number of seconds, not {max_seconds!r}.",
+            "Pass a positive --max-seconds (the default is 600).",
+        )
     path = Path(path)
     with _open(path) as f:
         sr = f.samplerate
-        # Refuse from the header before decoding, so a 3-hour file costs nothing.
+        # Refuse from the header before decoding, so a 3-hour or 1024-channel file costs nothing.
+        _check_layout(path, f.channels, sr)
         _check_duration(path, f.frames, sr, max_seconds)
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OSError) as exc:
-            raise _unreadable(path, _short_reason(exc)) from exc
+        mono = _read_mono(path, f)
 
     # A damaged file can decode to fewer frames than its header claims.
-    _check_duration(path, data.shape[0], sr, max_seconds)
+    _check_duration(path, mono.shape[0], sr, max_seconds)
     # Before resampling: the resampler would smear a NaN over its whole filter length.
-    if not np.isfinite(data).all():
+    if not np.isfinite(mono).all():
         raise AudioError(
             "audio_nonfinite",
             f"'{path.name}' contains invalid samples (NaN or infinity).",
             "Re-export the audio from your editor, or pick another file.",
         )
-
-    # Slice rather than average one channel so mono input is untouched.
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if sr != SAMPLE_RATE:
         mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="VHQ")
     mono = np.ascontiguousarray(mono, dtype=np.float32)
@@ -147,6 +197,21 @@ def load_audio(path: PathLike, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> n
             "Check the recording level, or that you picked the right file.",
         )
     return mono
+
+
+def _read_mono(path: Path, f: sf.SoundFile) -> np.ndarray:
+    """Decode block by block, mixing channels down as it goes (a mono file is copied untouched)."""
+    blocks = []
+    try:
+        while True:
+            block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            # Slice rather than average one channel so mono input is untouched; a NaN survives the mean.
+            blocks.append(block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32))
+    except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OSError) as exc:
+        raise _unreadable(path, _short_reason(exc)) from exc
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from .models.codetalker import CodeTalker, VQSpec
 from .models.encoders import hf_weights_file, load_encoder_config
 from .models.faceformer import FaceFormer
 from .models.host import HostModel, HostSpec
+from .safe_output import check_output_folder
 
 VOCASET_SUBJECTS = [
     "FaceTalk_170728_03272_TA",
@@ -165,8 +166,15 @@ def convert(
     fusion: str = "consistent",
     n_head: int = 4,
     vq_heads: int = 8,
+    force: bool = False,
 ) -> Path:
-    """Convert official checkpoint file(s) into a bundle at ``out``; returns its path."""
+    """Convert official checkpoint file(s) into a bundle at ``out``; returns its path.
+
+    ``out`` is checked before anything is read (see ``safe_output``): an existing bundle
+    there is replaced only with ``force``, and nothing else is ever removed.
+    """
+    inputs = (checkpoint, encoder, vqvae, wav2sem, wav2sem_config)
+    check_output_folder(out, force=force, inputs=[p for p in inputs if p])
     preset = _dataset(dataset)
     subjects = subjects or preset["subjects"]
     source = Path(checkpoint).name
@@ -225,7 +233,8 @@ def convert(
         "sources": [_file_id(f) for f in files],
     }
     return save_bundle(
-        model, out, encoder_dir=encoder, semantic_dir=sem_dir, vq=vq_spec, provenance=provenance
+        model, out, encoder_dir=encoder, semantic_dir=sem_dir, vq=vq_spec, provenance=provenance,
+        force=force, inputs=inputs,
     )
 
 

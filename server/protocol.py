@@ -30,11 +30,16 @@ server -> client
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Any
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE = 1 << 20
+MAX_DEPTH = 32  # real messages nest 3 deep; json's recursive parser would overflow near 1000
 _CHUNK = 1 << 16
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class ProtocolError(Exception):
@@ -51,14 +56,46 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when brackets outside strings nest deeper than ``limit`` (or do not pair up).
+
+    Found without parsing, so it cannot recurse: each pass deletes every empty ``[]``/``{}``
+    pair, which lowers the nesting by one.
+    """
+    brackets = _STRING.sub(b"", line).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets, removed = _PAIR.subn(b"", brackets)
+        if not removed:  # unpaired brackets: no pass will ever empty them
+            return True
+    return bool(brackets)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
 def decode(line: bytes) -> dict[str, Any]:
+    if too_deep(line):
+        raise ProtocolError("malformed", f"The message nests deeper than {MAX_DEPTH} levels or is not valid JSON.")
     try:
-        message = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # NaN/Infinity are not JSON; a reply could not even echo them back.
+        message = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("malformed", f"The message is not valid JSON ({exc}).") from exc
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("malformed", "The message is not a JSON object with a 'type'.")
+    if "id" in message and not valid_id(message["id"]):
+        raise ProtocolError("bad_id", "The message's 'id' must be a string or an integer.")
     return message
+
+
+def valid_id(value: Any) -> bool:
+    """Request ids are strings (at most 200 characters) or integers, so replies can echo them."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and len(value) <= 200)
 
 
 def read_message(stream: IO[bytes], max_bytes: int = MAX_MESSAGE) -> dict[str, Any] | None:

@@ -5,7 +5,9 @@ no network port. A reader thread takes messages off stdin so that ``cancel`` rea
 running request; requests run one at a time on the main thread, and loaded bundles stay
 warm between requests. While a request runs, a heartbeat progress message goes out every
 few seconds, so the client can tell a long encode from a hung process. End of stdin (the
-parent went away) shuts the server down.
+parent went away) or ``shutdown`` ends the process within ``EXIT_GRACE`` seconds, even while
+a request is deep inside the audio encoder. A message that is not a well-formed request gets
+an error reply and the reader goes on; nothing a client sends can stop it reading.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .errors import Cancelled, Wav2SemError
 
 HEARTBEAT_SECONDS = 2.0
 WARM_MODELS = 2
+EXIT_GRACE = 1.5  # after shutdown / end of stdin: let a cancelled request unwind, then exit regardless
 
 
 class Outbox:
@@ -58,31 +61,55 @@ class Server:
         self.current: Job | None = None
         self.lock = threading.Lock()
         self.models: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.finished = threading.Event()
 
     # -- reader thread ----------------------------------------------------------------------
     def read_loop(self, stream) -> None:
-        while True:
-            try:
-                message = protocol.read_message(stream, self.max_message)
-            except protocol.ProtocolError as exc:
-                self.outbox.send(
-                    {"type": "error", "code": exc.code, "message": exc.message,
-                     "hint": "The message was ignored; the server is still running."}
-                )
-                continue
-            except (OSError, ValueError):
-                message = None
-            if message is None or message["type"] == "shutdown":
-                self._cancel_all()
-                self.jobs.put(None)
-                return
-            if message["type"] == "cancel":
-                self._cancel(message.get("id"))
-            else:
-                job = Job(message)
-                with self.lock:
-                    self.pending[job.id] = job
-                self.jobs.put(job)
+        try:
+            while True:
+                try:
+                    message = protocol.read_message(stream, self.max_message)
+                except protocol.ProtocolError as exc:
+                    self._ignored(exc.code, exc.message)
+                    continue
+                except (OSError, ValueError):
+                    message = None
+                if message is None or message["type"] == "shutdown":
+                    return
+                try:
+                    self.accept(message)
+                except Exception as exc:  # a bug in handling one message must not stop the reader
+                    self._ignored("internal", f"The message could not be handled ({type(exc).__name__}: {exc}).")
+        finally:
+            self._stop()
+
+    def _ignored(self, code: str, message: str) -> None:
+        print(f"ignored a message: {message}", file=sys.stderr, flush=True)
+        self.outbox.send({"type": "error", "code": code, "message": message,
+                          "hint": "The message was ignored; the server is still running."})
+
+    def accept(self, message: dict[str, Any]) -> None:
+        if message["type"] == "cancel":
+            self._cancel(message.get("id"))
+            return
+        job = Job(message)
+        with self.lock:
+            self.pending[job.id] = job
+        self.jobs.put(job)
+
+    def _stop(self) -> None:
+        """Cancel everything and make sure the process ends within ``EXIT_GRACE`` seconds."""
+        self._cancel_all()
+        self.jobs.put(None)
+        threading.Thread(target=self._exit_after_grace, daemon=True).start()
+
+    def _exit_after_grace(self) -> None:
+        if self.finished.wait(EXIT_GRACE):
+            return
+        # The main thread is inside one long tensor operation that cannot be interrupted.
+        self.outbox.send({"type": "bye"})
+        sys.stderr.flush()
+        os._exit(0)
 
     def _cancel(self, job_id: Any) -> None:
         with self.lock:
@@ -162,7 +189,9 @@ class Server:
     def info(self, message: dict[str, Any]) -> dict[str, Any]:
         from .models.bundle import read_meta
 
-        bundle = message.get("bundle") or ""
+        bundle = _text(message, "bundle")
+        if not bundle:
+            raise Wav2SemError("bad_request", "The request names no model bundle.", "Choose a bundle folder.")
         meta = read_meta(bundle)
         host = meta["host"]
         return {
@@ -178,26 +207,19 @@ class Server:
         }
 
     def infer(self, job: Job) -> dict[str, Any]:
-        from .pipeline import InferRequest, run, save_result
+        from .pipeline import InferRequest, check_result_path, run, save_result
 
         msg = job.message
         reporter = Reporter(self.outbox, job)
-        request = InferRequest(
-            audio=str(msg.get("audio") or ""),
-            subject=msg.get("subject"),
-            subject2=msg.get("subject2"),
-            blend=float(msg.get("blend", 1.0)),
-            semantic=bool(msg.get("semantic", True)),
-            fps=msg.get("fps"),
-            max_seconds=float(msg.get("max_seconds", 600.0)),
-            result=str(msg.get("result", "offsets")),
-        )
+        request = InferRequest.from_message(msg)
+        bundle, device = _text(msg, "bundle"), _text(msg, "device") or "auto"
+        out = _text(msg, "out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")
+        check_result_path(out, request.audio)
         with reporter:
             reporter("load", 0.0)
-            model = self.model(msg.get("bundle") or "", msg.get("device", "auto"), request.semantic)
+            model = self.model(bundle, device, request.semantic)
             result = run(model, request, reporter)
             reporter("write", 0.0)
-            out = msg.get("out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")
             save_result(result, out)
         summary = {"path": str(out), "fps": float(result["fps"]), "provenance": result["provenance"]}
         if "offsets" in result:
@@ -236,9 +258,13 @@ class Reporter:
         self.stop.set()
         self.thread.join(timeout=1.0)
 
-    def __call__(self, stage: str, fraction: float) -> None:
+    def check(self) -> None:
+        """Raise ``Cancelled`` once the job is cancelled (called between encoder layers too)."""
         if self.job.cancelled.is_set():
             raise Cancelled()
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.check()
         now = time.monotonic()
         changed = stage != self.stage
         self.stage, self.fraction = stage, fraction
@@ -255,6 +281,13 @@ class Reporter:
         while not self.stop.wait(HEARTBEAT_SECONDS / 2):
             if time.monotonic() - self.last_sent >= HEARTBEAT_SECONDS:
                 self._send()
+
+
+def _text(message: dict[str, Any], field: str) -> str:
+    value = message.get(field)
+    if value is not None and not isinstance(value, str):
+        raise Wav2SemError("bad_request", f"The request's '{field}' field must be text.", "Update the add-on.")
+    return value or ""
 
 
 def hello() -> dict[str, Any]:
@@ -289,4 +322,5 @@ def serve(max_message: int = protocol.MAX_MESSAGE, idle_timeout: float = 0.0) ->
     reader = threading.Thread(target=server.read_loop, args=(sys.stdin.buffer,), daemon=True)
     reader.start()
     server.run(idle_timeout)
+    server.finished.set()
     outbox.send({"type": "bye"})

