@@ -5,8 +5,13 @@ Real Blender (the ``bpy`` module); batch runs go through a subprocess with a bou
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -15,7 +20,9 @@ import numpy as np
 import pytest
 
 from tests import blender_env as be
-from tests.bundles import speech_like
+from tests.bundles import make_tiny_bundle, speech_like
+from tests.test_batch import inspect as inspect_blend
+from tests.test_batch import run_batch
 from wav2sem_blender import runtime
 from wav2sem_blender.compat import action_fcurves
 from wav2sem_blender.writers.controls import write_controls
@@ -190,3 +197,173 @@ def test_generate_reports_the_replaced_curves_and_the_backup(tmp_path):
                          "'Performance (before lip sync)')"), text
     assert ob.data.shape_keys.animation_data.action == action
     assert "Blink" in {fc.data_path.split('"')[1] for fc in action_fcurves(action)}
+
+
+# -- A. a failed batch run changes nothing on disk --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch_scene(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile-batch")
+    blend = tmp / "in.blend"
+    code = (
+        "import bpy\n"
+        "bpy.ops.wm.read_factory_settings(use_empty=True)\n"
+        "me = bpy.data.meshes.new('Head')\n"
+        "me.from_pydata([(i * 1e-4, (i % 7) * 1e-3, 0) for i in range(5023)], [], [])\n"
+        "ob = bpy.data.objects.new('Head', me)\n"
+        "bpy.context.scene.collection.objects.link(ob)\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    bad = tmp / "bad.wav"
+    bad.write_bytes(np.random.default_rng(1).bytes(4000))  # not audio: the server refuses it
+    good = speech_like(tmp / "good.wav", 1.0)
+    return {"blend": blend, "bundle": make_tiny_bundle(tmp / "bundle"), "bad": bad, "good": good}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """Every file in ``folder`` (hidden ones too) with its hash: a failed run must leave it exactly so."""
+    return {p.name: sha(p) if p.is_file() else "<dir>" for p in sorted(folder.iterdir())}
+
+
+def batch(scene: dict, audio: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_batch("--blend", str(scene["blend"]), "--object", "Head", "--audio", str(audio),
+                     "--bundle", str(scene["bundle"]), *args)
+
+
+def an_old_output(folder: Path, scene: dict) -> Path:
+    """A .blend already at the output path (a copy of the input made earlier, plus its own cache)."""
+    folder.mkdir()
+    out = folder / "shot.blend"
+    shutil.copy(scene["blend"], out)
+    (folder / "shot_Head_w2s.pc2").write_bytes(b"an older cache that shot.blend uses")
+    return out
+
+
+def test_failed_run_leaves_an_existing_out_byte_identical(batch_scene, tmp_path):
+    out = an_old_output(tmp_path / "shots", batch_scene)
+    before = folder_state(out.parent)
+    proc = batch(batch_scene, batch_scene["bad"], "--out", str(out), "--mode", "point-cache")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[1/1] bad.wav: FAILED" in proc.stdout and "not a readable audio file" in proc.stdout
+    assert "Saved" not in proc.stdout + proc.stderr  # no "Info: Saved as" before a failure
+    assert folder_state(out.parent) == before  # the old .blend and its cache, byte for byte; nothing added
+
+
+def test_failed_in_place_run_leaves_the_input_untouched(batch_scene, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    blend = folder / "scene.blend"
+    shutil.copy(batch_scene["blend"], blend)
+    before = folder_state(folder)
+    proc = batch({**batch_scene, "blend": blend}, batch_scene["bad"], "--mode", "point-cache")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Saved" not in proc.stdout + proc.stderr
+    assert folder_state(folder) == before
+
+
+def test_failure_while_saving_puts_the_old_cache_back(batch_scene, tmp_path):
+    """The run succeeds and writes its cache, then the save fails (a folder sits where the .blend1
+    backup must go): the old output and the old cache come back byte for byte, no temporary is left."""
+    out = an_old_output(tmp_path / "shots", batch_scene)
+    (out.parent / "shot.blend1").mkdir()
+    before = folder_state(out.parent)
+    proc = batch(batch_scene, batch_scene["good"], "--out", str(out), "--mode", "point-cache")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("[1/1]"))
+    assert line == (f"[1/1] good.wav: FAILED The result could not be saved as '{out}' (the old file cannot be kept "
+                    "as 'shot.blend1': Is a directory). Check the folder.")
+    assert folder_state(out.parent) == before
+
+
+def test_success_replaces_the_output_in_one_step_and_keeps_the_old_as_blend1(batch_scene, tmp_path):
+    out = an_old_output(tmp_path / "shots", batch_scene)
+    old = sha(out)
+    proc = batch(batch_scene, batch_scene["good"], "--out", str(out), "--mode", "point-cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[1/1] good.wav: OK" in proc.stdout and "Saved" not in proc.stdout
+    assert sorted(folder_state(out.parent)) == ["shot.blend", "shot.blend1", "shot_Head_w2s.pc2"]
+    assert sha(out.with_name("shot.blend1")) == old
+    assert (out.parent / "shot_Head_w2s.pc2").read_bytes().startswith(b"POINTCACHE2\0")
+    assert inspect_blend(out) == "KEYS 0 MODS W2S Cache FPS 30.0"
+    # the cache path stored in the output is relative to the output and resolves after reopening
+    code = (
+        "import bpy\n"
+        f"bpy.ops.wm.open_mainfile(filepath={str(out)!r})\n"
+        "m = bpy.data.objects['Head'].modifiers['W2S Cache']\n"
+        "print('CACHE', m.filepath, bpy.path.abspath(m.filepath))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    line = next(ln for ln in shown.splitlines() if ln.startswith("CACHE"))
+    assert line == f"CACHE //shot_Head_w2s.pc2 {out.parent / 'shot_Head_w2s.pc2'}"
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_an_input_that_is_not_a_blend_is_refused_before_any_work(batch_scene, tmp_path):
+    fake = tmp_path / "x.blend"
+    fake.write_text("just some notes\n")
+    out = tmp_path / "out.blend"
+    line = one_error_line(batch({**batch_scene, "blend": fake}, batch_scene["good"], "--out", str(out)))
+    assert line == f"error: '{fake}' is not a .blend file. Give a file saved by Blender with --blend."
+    wav = batch_scene["good"]
+    line = one_error_line(batch({**batch_scene, "blend": wav}, batch_scene["good"], "--out", str(out)))
+    assert line == f"error: '{wav}' is not a .blend file. Give a file saved by Blender with --blend."
+    line = one_error_line(batch({**batch_scene, "blend": tmp_path}, batch_scene["good"], "--out", str(out)))
+    assert line == f"error: the input '{tmp_path}' is a folder, not a .blend file. Give a .blend file with --blend."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.blend"]  # nothing made
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(batch_scene, tmp_path):
+    folder = tmp_path / "shot.blend"
+    folder.mkdir()
+    line = one_error_line(batch(batch_scene, batch_scene["good"], "--out", str(folder)))
+    assert line == f"error: the output '{folder}' is a folder. Give a .blend file path with --out."
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file, not a folder")
+    line = one_error_line(batch(batch_scene, batch_scene["good"], "--out", str(notes / "shot.blend")))
+    assert line == f"error: cannot write '{notes / 'shot.blend'}' because '{notes}' is a file, not a folder. " \
+                   "Choose another --out."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "shot.blend"]
+
+
+def unwritable_folder(tmp_path: Path) -> Path | None:
+    """A folder this process cannot create files in: a read-only one made here, or (as root, who may
+    write anywhere on a normal disk) /sys; None when there is none."""
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        return locked
+    try:
+        fd, name = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        return Path("/sys") if os.path.isdir("/sys") else None
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def test_a_read_only_output_folder_is_refused_before_any_work(batch_scene, tmp_path):
+    locked = unwritable_folder(tmp_path)
+    if locked is None:
+        pytest.skip("no folder here is read-only for this user")
+    try:
+        line = one_error_line(batch(batch_scene, batch_scene["good"], "--out", str(locked / "shot.blend")))
+    finally:
+        if locked.is_relative_to(tmp_path):
+            locked.chmod(0o755)
+    assert line == (f"error: cannot write to the folder '{locked}' (Permission denied). "
+                    "Choose a writable --out location.")
+    assert not (locked / "shot.blend").exists()

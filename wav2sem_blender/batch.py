@@ -11,19 +11,39 @@ Inside Blender (the same arguments after ``--``)::
 
 Each output starts from IN.blend. Without ``--out`` the input .blend is updated in place.
 One line per file on stdout; exit code 1 if any file failed (the others are still done).
+Bad arguments (an input that is not a .blend, an output that cannot be written) are found before
+any work and end with one ``error: ...`` line on stderr and exit code 2.
+
+A failed file changes nothing on disk: the output .blend (or, in place, the input) is written
+only once its run has succeeded, as a copy under a temporary name in the same folder renamed
+over the target, so it is either the old file or the complete new one. The old file is kept as
+``OUT.blend1``, as Blender's own Save does (when Save Versions is above 0). A point cache is
+named after and placed next to the output .blend; a failed run puts back the cache that was
+there before (byte for byte) or removes the one it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
 MODES = {"compact": "COMPACT", "per-frame": "PER_FRAME", "point-cache": "POINT_CACHE", "controls": "CONTROLS"}
+# How a .blend starts: plain, gzip (before Blender 3.0), zstd (3.0 and later).
+BLEND_MAGIC = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+
+
+class UsageError(Exception):
+    """A bad argument found before any work: what is wrong, then what to do."""
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -50,10 +70,130 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def jobs(args: argparse.Namespace, blend: Path) -> list[tuple[Path, Path]]:
+    """(audio, output .blend) pairs; absolute, since the outputs' sidecar paths are made from them."""
     if args.audio:
-        return [(Path(args.audio), Path(args.out) if args.out else blend)]
+        return [(Path(args.audio), Path(os.path.abspath(args.out or blend)))]
     files = sorted(f for f in Path(args.audio_dir).iterdir() if f.suffix.lower() in AUDIO_TYPES)
-    return [(f, Path(args.out_dir) / f"{f.stem}.blend") for f in files]
+    return [(f, Path(os.path.abspath(Path(args.out_dir) / f"{f.stem}.blend"))) for f in files]
+
+
+def check_input(blend: Path) -> None:
+    """Refuse anything but a readable .blend file (checked by its first bytes, not its name)."""
+    try:
+        mode = blend.stat().st_mode
+    except FileNotFoundError:
+        raise UsageError(f"the input .blend '{blend}' does not exist. Check the --blend path.") from None
+    except OSError as exc:
+        raise UsageError(f"the input .blend '{blend}' cannot be read ({exc.strerror}). Check the --blend path.") from None
+    if not stat.S_ISREG(mode):  # never open a pipe or device: reading it could block
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(f"the input '{blend}' is {what}, not a .blend file. Give a .blend file with --blend.")
+    try:
+        with open(blend, "rb") as fh:
+            head = fh.read(len(BLEND_MAGIC[0]))
+    except OSError as exc:
+        raise UsageError(f"the input .blend '{blend}' cannot be read ({exc.strerror}). Check its permissions.") from None
+    if not head.startswith(BLEND_MAGIC):
+        raise UsageError(f"'{blend}' is not a .blend file. Give a file saved by Blender with --blend.")
+
+
+def check_outputs(outs: list[Path], flag: str) -> None:
+    """Refuse outputs that cannot be written: an existing folder, a file where a folder must be, or a
+    folder without write permission (tried with a real file, which also holds for root and for ACLs)."""
+    tried: set[Path] = set()
+    for out in outs:
+        if out.is_dir():
+            raise UsageError(f"the output '{out}' is a folder. Give a .blend file path with {flag}.")
+        folder = out.parent
+        while not folder.exists():  # folders still to be made will be made inside the nearest existing one
+            folder = folder.parent
+        if folder in tried:
+            continue
+        tried.add(folder)
+        if not folder.is_dir():
+            raise UsageError(f"cannot write '{out}' because '{folder}' is a file, not a folder. Choose another {flag}.")
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".w2s-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write to the folder '{folder}' ({exc.strerror}). Choose a writable {flag} location."
+            ) from None
+
+
+def check_audio_dir(folder: Path) -> None:
+    if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is not a folder"
+        raise UsageError(f"the audio folder '{folder}' {what}. Check the --audio-dir path.")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes the current ``src`` and stays so when ``src`` is later replaced by a rename."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)  # instant, and no second copy of a large file
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@contextmanager
+def restore_on_failure(path: Path | None) -> Iterator[list[bool]]:
+    """Keep the file at ``path`` aside during a run. Unless the caller marks success (``ok.append(True)``),
+    put it back byte for byte afterwards, or remove the file the run made where there was none."""
+    ok: list[bool] = []
+    if path is None or (path.exists() and not path.is_file()):  # nothing of ours to keep or remove
+        yield ok
+        return
+    aside = path.with_name(f".{path.name}.{os.getpid()}.keep")
+    had = path.is_file()
+    if had:
+        _link_or_copy(path, aside)
+    try:
+        yield ok
+    finally:
+        if ok or (had and path.is_file() and os.path.samefile(path, aside)):
+            aside.unlink(missing_ok=True)  # (rename onto its own hard link would do nothing and keep both)
+        elif had:
+            os.replace(aside, path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence Blender's own stdout (its "Info: Saved copy as <temporary name>" line) for one call."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def save_atomically(bpy, out: Path) -> None:
+    """Write the open file to ``out`` in one step: a copy under a temporary name in the same folder
+    (relative paths rebased to it), then a rename over ``out``; the old ``out`` becomes ``out.blend1``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.blend")
+    staged = out.with_name(f".{out.name}1.{os.getpid()}.tmp")
+    try:
+        with quiet_stdout():
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True)
+        if out.is_file() and bpy.context.preferences.filepaths.save_version > 0:
+            backup = out.with_name(out.name + "1")
+            try:
+                _link_or_copy(out, staged)
+                os.replace(staged, backup)
+            except OSError as exc:
+                raise OSError(exc.errno, f"the old file cannot be kept as '{backup.name}': {exc.strerror}") from exc
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
@@ -64,25 +204,36 @@ def main(argv: list[str]) -> int:
         os.environ["WAV2SEM_SERVER_PYTHON"] = args.server_python
     import bpy
 
+    blend = Path(args.blend or bpy.data.filepath)
+    try:
+        check_input(blend)
+        if args.audio_dir:
+            check_audio_dir(Path(args.audio_dir))
+        todo = jobs(args, blend)
+        if not todo:
+            raise UsageError(
+                f"no audio files ({', '.join(sorted(AUDIO_TYPES))}) in '{args.audio_dir}'. Check the --audio-dir path."
+            )
+        check_outputs([out for _, out in todo], "--out-dir" if args.audio_dir else "--out")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     import wav2sem_blender
+    from wav2sem_blender.writers.common import sidecars_for
+    from wav2sem_blender.writers.point_cache import cache_path
 
     if not hasattr(bpy.types, "WAV2SEM_OT_generate"):
         wav2sem_blender.register()
-    blend = Path(args.blend or bpy.data.filepath)
-    if not blend.is_file():
-        print(f"error: the input .blend '{blend}' does not exist.", file=sys.stderr)
-        return 2
-    todo = jobs(args, blend)
-    if not todo:
-        print(f"error: no audio files ({', '.join(sorted(AUDIO_TYPES))}) in {args.audio_dir}.", file=sys.stderr)
-        return 2
     failed = 0
     for i, (audio, out) in enumerate(todo, 1):
         started = time.monotonic()
-        bpy.ops.wm.open_mainfile(filepath=str(blend))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.resolve() != blend.resolve():
-            bpy.ops.wm.save_as_mainfile(filepath=str(out))  # so caches land next to the output
+        try:
+            bpy.ops.wm.open_mainfile(filepath=str(blend))
+        except RuntimeError as exc:
+            print(f"error: Blender could not open '{blend}' ({exc}). Check that it is a .blend file.", file=sys.stderr)
+            wav2sem_blender.runtime.shutdown()
+            return 2
         kwargs = {"audio": str(audio.resolve()), "object": args.object, "mode": MODES[args.mode]}
         if args.bundle:
             kwargs["bundle"] = str(Path(args.bundle).resolve())
@@ -92,22 +243,28 @@ def main(argv: list[str]) -> int:
             kwargs["start_frame"] = args.start_frame
         if args.no_semantic:
             kwargs["semantic"] = False
-        try:
-            result = bpy.ops.wav2sem.generate(**kwargs)
-        except RuntimeError:  # an ERROR report; the plain message is in the status
-            result = {"CANCELLED"}
-        message = bpy.context.window_manager.wav2sem_status.message
-        if "FINISHED" in result:
-            backup = out.with_suffix(".blend1")
-            had_backup = backup.exists()
-            bpy.ops.wm.save_mainfile()
-            if out.resolve() != blend.resolve() and not had_backup:
-                backup.unlink(missing_ok=True)  # the copy saved a moment ago is not worth a backup
+        with sidecars_for(out):  # the cache is named for, and lies next to, the output .blend
+            ob = bpy.data.objects.get(args.object)
+            cache = cache_path(ob, out.parent)[0] if args.mode == "point-cache" and ob is not None else None
+            with restore_on_failure(cache) as ok:
+                try:
+                    result = bpy.ops.wav2sem.generate(**kwargs)
+                except RuntimeError:  # an ERROR report; the plain message is in the status
+                    result = {"CANCELLED"}
+                message = bpy.context.window_manager.wav2sem_status.message
+                if "FINISHED" in result:
+                    try:
+                        save_atomically(bpy, out)
+                        ok.append(True)
+                    except OSError as exc:
+                        message = f"The result could not be saved as '{out}' ({exc.strerror or exc}). Check the folder."
+                    except RuntimeError as exc:  # Blender's own report, e.g. "Error: Cannot open file ..."
+                        reason = str(exc).strip().removeprefix("Error: ")
+                        message = f"The result could not be saved as '{out}' ({reason}). Check the folder."
+        if ok:
             print(f"[{i}/{len(todo)}] {audio.name}: OK {message} -> {out} ({time.monotonic() - started:.1f} s)", flush=True)
         else:
             failed += 1
-            if out.resolve() != blend.resolve() and out.exists():
-                out.unlink()  # no half-made output for a failed file
             print(f"[{i}/{len(todo)}] {audio.name}: FAILED {message}", flush=True)
     wav2sem_blender.runtime.shutdown()
     return 1 if failed else 0

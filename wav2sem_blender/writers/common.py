@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -11,6 +14,28 @@ from ..compat import fcurves_of
 from . import PREFIX
 
 LINEAR = 1  # enum value of 'LINEAR' for foreach_set("interpolation")
+
+
+# The .blend that sidecar files (point caches) are named after and placed next to, when that is not
+# the open file: a headless batch writes its output .blend only once the run has succeeded.
+_SIDECAR_BLEND: list[Path] = []
+
+
+@contextmanager
+def sidecars_for(blend: Path) -> Iterator[None]:
+    """Name and place sidecar files for ``blend`` (the .blend the result will be saved as)."""
+    _SIDECAR_BLEND.append(Path(blend))
+    try:
+        yield
+    finally:
+        _SIDECAR_BLEND.pop()
+
+
+def sidecar_blend() -> Path | None:
+    """The .blend sidecar files belong to: the one set by ``sidecars_for``, else the open file (if saved)."""
+    if _SIDECAR_BLEND:
+        return _SIDECAR_BLEND[-1]
+    return Path(bpy.data.filepath) if bpy.data.filepath else None
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:

@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 
 from . import PREFIX
-from .common import rest_positions
+from .common import rest_positions, sidecar_blend
 
 MODIFIER = PREFIX + "Cache"
 
@@ -25,19 +25,29 @@ def write_pc2(path: Path, positions: np.ndarray) -> None:
     header[0] = (b"POINTCACHE2\0", 1, positions.shape[1], 0.0, 1.0, positions.shape[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(header.tobytes())
-        fh.write(np.ascontiguousarray(positions, dtype="<f4").tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(header.tobytes())
+            fh.write(np.ascontiguousarray(positions, dtype="<f4").tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no partial cache left behind (a full disk, an interrupt)
+        raise
 
 
 def cache_path(ob: bpy.types.Object, fallback_dir: Path) -> tuple[Path, str]:
-    """(absolute path, path to store): next to a saved .blend (``//`` relative), else the cache folder."""
+    """(absolute path, path to store): next to the .blend it belongs to (``//`` relative), else the cache folder."""
     name = f"{bpy.path.clean_name(ob.name)}_w2s.pc2"
-    if bpy.data.filepath:
-        blend = Path(bpy.data.filepath)
+    blend = sidecar_blend()
+    if blend is not None:
         path = blend.parent / f"{blend.stem}_{name}"
-        return path, bpy.path.relpath(str(path))
+        if not bpy.data.filepath:
+            return path, str(path)
+        # Relative to the open file; saving under another folder rebases it (relative_remap).
+        try:
+            return path, bpy.path.relpath(str(path))
+        except ValueError:  # another drive (Windows): no relative path exists
+            return path, str(path)
     path = Path(fallback_dir) / name
     return path, str(path)
 
