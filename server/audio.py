@@ -107,6 +107,8 @@ def _short_reason(exc: BaseException) -> str:
     # libsndfile's text is "Error opening '<path>': <reason>"; keep only the reason, the path is already named,
     # and fold its sentences into one so the message stays a single sentence.
     text = str(exc).strip()
+    if "possibly a pipe" in text:  # libsndfile's words for an unknown format; the path is known to be a file
+        return "not a recognised audio format"
     reason = text.rsplit(": ", 1)[-1] if ": " in text else text
     reason = reason.replace(". ", "; ").rstrip(".").strip()
     return reason or type(exc).__name__
