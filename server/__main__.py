@@ -1,19 +1,28 @@
-"""Command line: ``python -m server {convert,infer,serve,make-corpus,train-default,evaluate,benchmark} ...``.
+"""Command line: ``python -m server {convert,infer,serve,benchmark} ...``.
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
+
+``make-corpus``, ``train-default`` and ``evaluate`` live in ``python -m training``; the names
+still work here and are forwarded there (so older scripts keep running). The extension zip
+ships without ``training``, and there a forward says so in one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-# Nothing in this project downloads from a model hub at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from .cli import run_command, stay_offline
+
+stay_offline()
+
+# name -> one-line help, shown in ``python -m server --help``; the options are training's own
+TRAINING_COMMANDS = {
+    "make-corpus": "synthesise the training corpus (= python -m training make-corpus)",
+    "train-default": "train the embedded default bundle from scratch (= python -m training train-default)",
+    "evaluate": "the default model with and without Wav2Sem on held-out data (= python -m training evaluate)",
+}
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -87,63 +96,10 @@ def _serve(args: argparse.Namespace) -> None:
     serve(max_message=args.max_message, idle_timeout=args.idle_timeout)
 
 
-def _train_default(args: argparse.Namespace) -> None:
-    from .train.recipe import Recipe, train_default
-
-    corpus_args = {"pairs": args.pairs, "workers": args.workers}
-    if args.holdout_voices:
-        corpus_args["holdout_voices"] = tuple(args.holdout_voices.split(","))
-    recipe = Recipe(
-        corpus=args.corpus, out=args.out, sentences=args.sentences, voices=args.voices, seed=args.seed,
-        corpus_seed=args.corpus_seed, semantic_from=args.semantic_from,
-        semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
-    )
-    train_default(recipe, log=lambda text: print(text, file=sys.stderr, flush=True))
-
-
-def _evaluate(args: argparse.Namespace) -> None:
-    from .eval.evaluate import main as evaluate
-
-    evaluate(args.bundle, args.corpus, args.speech or [])
-
-
 def _benchmark(args: argparse.Namespace) -> None:
     from .benchmark import main as bench
 
     bench(args)
-
-
-def _csv(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _make_corpus(args: argparse.Namespace) -> None:
-    import json
-    import logging
-
-    from .data.corpus import build_corpus
-
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
-    path = build_corpus(
-        args.out,
-        n_sentences=args.sentences,
-        voices=_csv(args.voices),
-        seed=args.seed,
-        holdout_voices=_csv(args.holdout_voices),
-        holdout_fraction=args.holdout_fraction,
-        augment=not args.no_augment,
-        workers=args.workers,
-        progress=not args.quiet and sys.stderr is not None and sys.stderr.isatty(),  # no \r spam in logs
-        pairs=args.pairs,
-        voices_per_sentence=args.voices_per_sentence,
-    )
-    with open(path.parent / "manifest.json", encoding="utf-8") as f:
-        counts = json.load(f)["counts"]
-    print(
-        f"{counts['clips']} clips ({counts['hours']:.2f} h; {counts['synthesised']} new, {counts['cached']} cached, "
-        f"{counts['failed']} failed) written to {path}",
-        file=sys.stderr,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,38 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
-        "train-default",
-        help="train the embedded default bundle from scratch (corpus, both stages, evaluation)",
-        description="Build the synthetic corpus, train the semantic encoder and the decoder with and without "
-        "Wav2Sem, evaluate both, and write the bundle.",
-    )
-    p.add_argument("--corpus", default="out/corpus", help="corpus folder (built and cached there)")
-    p.add_argument("--out", default="server/default_bundle", help="bundle folder to write")
-    p.add_argument("--sentences", type=int, default=800, help="text sentences (each spoken by 2 voices)")
-    p.add_argument("--voices", default="flite,festival,espeak:en-us,espeak:en-gb-x-rp+f3,espeak:en-029+m3,"
-                   "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland")
-    p.add_argument("--holdout-voices", help="voices kept for testing (default: flite:awb, espeak:en-gb-scotland)")
-    p.add_argument("--pairs", type=int, default=16, help="near-homophone pairs in the carrier sentences")
-    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
-    p.add_argument("--corpus-seed", type=int, default=0, help="corpus seed (sentences, voices, splits)")
-    p.add_argument("--semantic-from", help="reuse this bundle's trained semantic head (decoder-only seeds)")
-    p.add_argument("--semantic-epochs", type=int, default=40)
-    p.add_argument("--decoder-epochs", type=int, default=40)
-    p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
-    p.set_defaults(func=_train_default)
-
-    p = sub.add_parser(
-        "evaluate",
-        help="the default model with and without Wav2Sem on held-out voices and sentences",
-        description="Print the evaluation table (control error, /p b m/ closure, near-homophone separation).",
-    )
-    p.add_argument("--bundle", nargs="+", default=["server/default_bundle"],
-                   help="one bundle, or one per training seed (same corpus): mean ± sd over them")
-    p.add_argument("--corpus", help="corpus folder (default: the one the bundle's recipe names; rebuilt if absent)")
-    p.add_argument("--speech", nargs="*", help="real speech files: closure rate on pocketsphinx-aligned bilabials")
-    p.set_defaults(func=_evaluate)
-
-    p = sub.add_parser(
         "benchmark",
         help="time official-style decoding against ours on 5/20/60 s of audio",
         description="Decoding benchmark: official-style recomputation vs cached decoding.",
@@ -255,63 +179,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per measurement (1: robust to other load)")
     p.set_defaults(func=_benchmark)
 
-    p = sub.add_parser(
-        "make-corpus",
-        help="synthesise a multi-speaker training corpus with exact phone timings (flite, espeak-ng, festival)",
-        description="Synthesise English sentences from Debian packages (WordNet examples, fortunes, GCIDE quotations) "
-        "and near-homophone carrier sentences with the installed TTS engines, writing 16 kHz wavs, clips.jsonl "
-        "(text, voice, split, phone timings) and manifest.json. Deterministic for a seed; re-running resumes and "
-        "skips clips that already exist.",
-    )
-    p.add_argument("--out", required=True, help="corpus folder to write (or resume)")
-    p.add_argument("--sentences", type=int, default=1000, help="how many pool sentences to draw (default 1000)")
-    p.add_argument(
-        "--voices",
-        default="flite,espeak,festival",
-        help="comma-separated engines (all their voices) and/or voices such as flite:slt, espeak:en-us+f3, "
-        "festival:kal_diphone (default: flite,espeak,festival; a missing engine is skipped with a warning)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the plan (default 0)")
-    p.add_argument(
-        "--holdout-voices",
-        default="flite:awb,espeak:en-gb-scotland",
-        help="comma-separated voices kept out of training; an espeak voice without '+' also holds out its variants "
-        "(default: flite:awb,espeak:en-gb-scotland)",
-    )
-    p.add_argument(
-        "--holdout-fraction", type=float, default=0.05, help="share of sentences kept out of training (default 0.05)"
-    )
-    p.add_argument(
-        "--pairs", type=int, default=None, help="use only the first N near-homophone pairs (default: all of them)"
-    )
-    p.add_argument(
-        "--voices-per-sentence", type=int, default=2, help="voices that speak each pool sentence (default 2)"
-    )
-    p.add_argument("--no-augment", action="store_true", help="no noise, reverberation, band-limiting or gain")
-    p.add_argument("--workers", type=int, default=1, help="parallel synthesis processes (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_make_corpus)
+    for name, text in TRAINING_COMMANDS.items():
+        # listed for --help only: main() hands these names to training before this parser runs
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .errors import Wav2SemError
-
+def _forward_to_training(argv: list[str]) -> int:
     try:
-        args.func(args)
-    except Wav2SemError as exc:
-        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: still one line, the traceback only on request
-        if os.environ.get("WAV2SEM_DEBUG"):
+        from training.__main__ import main as training_main
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("training", "training.__main__"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set WAV2SEM_DEBUG=1 for details)", file=sys.stderr)
-        return 1
-    return 0
+        print(f"error: '{argv[0]}' is a training tool, and the training tools are not part of the add-on "
+              f"install. Run 'python -m training {argv[0]}' from a source checkout of the project.", file=sys.stderr)
+        return 2
+    return training_main(argv, prog="python -m server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        return _forward_to_training(argv)
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

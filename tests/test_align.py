@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from server.audio import load_audio
-from server.data.align import align
-from server.data.voices import flite_synth
 from tests.helpers import shared_fixture
+from training.data.align import align
+from training.data.voices import flite_synth
 
 pytest.importorskip("pocketsphinx", reason="the train extra (pocketsphinx) is not installed")
 

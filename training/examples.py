@@ -9,10 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..controls import MOTION_FPS
-from ..data.features import cache_embeddings, cache_features, read_clips
-from ..data.visemes import controls_from_phones
-from ..models.encoders import NOMINAL_AUDIO_RATE
+from server.controls import MOTION_FPS
+from server.models.encoders import NOMINAL_AUDIO_RATE
+
+from .data.features import cache_embeddings, cache_features, read_clips
+from .data.visemes import controls_from_phones
 
 
 def motion_frames(n_states: int, fps: float = MOTION_FPS) -> int:

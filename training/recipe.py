@@ -1,4 +1,4 @@
-"""``python -m server train-default``: the embedded default bundle, from scratch, in one command.
+"""``python -m training train-default``: the embedded default bundle, from scratch, in one command.
 
 corpus (make-corpus, cached) -> Whisper states + teacher embeddings (cached) -> stage 1:
 semantic head -> stage 2: the decoder twice, with and without Wav2Sem (same seed, same
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..models.bundle import save_bundle
-from ..models.default import build_default, semantic_spec
-from .data import load_examples
-from .decoder import train_decoder
-from .semantic import train_semantic
+from server import __version__
+from server.models.bundle import save_bundle
+from server.models.default import build_default, semantic_spec
 
-HELD_OUT = ("test_voice", "test_sentence", "test_both")
+from .decoder import train_decoder
+from .examples import load_examples
+from .semantic import train_semantic
+from .splits import HELD_OUT, TRAIN
 
 
 @dataclass
@@ -45,21 +45,21 @@ class Recipe:
 def train_default(recipe: Recipe, log=print) -> Path:
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)
-    from ..data.corpus import build_corpus
+    from .data.corpus import build_corpus
 
     build_corpus(recipe.corpus, n_sentences=recipe.sentences, voices=recipe.voices.split(","),
                  seed=recipe.corpus_seed,
                  **recipe.corpus_args)
     examples = load_examples(recipe.corpus)
-    train = [e for e in examples if e.clip["split"] == "train"]
+    train = [e for e in examples if e.clip["split"] == TRAIN]
     held = {s: [e for e in examples if e.clip["split"] == s] for s in HELD_OUT}
     log(f"corpus: {len(train)} training clips, held out: " + ", ".join(f"{k} {len(v)}" for k, v in held.items()))
 
-    from ..data.features import whisper_encoder
+    from .data.features import whisper_encoder
 
     encoder, whisper_config = whisper_encoder()
     if recipe.semantic_from:
-        from ..models.bundle import load_bundle, read_meta
+        from server.models.bundle import load_bundle, read_meta
 
         head = load_bundle(recipe.semantic_from).semantic.encoder.float()
         semantic_metrics = {**read_meta(recipe.semantic_from)["provenance"]["semantic_stage"],
@@ -79,7 +79,7 @@ def train_default(recipe: Recipe, log=print) -> Path:
             model, train, semantic=semantic, epochs=recipe.decoder_epochs, batch_size=recipe.batch_size,
             seed=recipe.seed, log=log)
 
-    from ..eval.evaluate import evaluate_models
+    from .eval.evaluate import evaluate_models
 
     metrics = evaluate_models(models, held)
     provenance = {

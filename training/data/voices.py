@@ -32,8 +32,8 @@ import soundfile as sf
 import soxr
 
 from server.controls import PHONES
-from server.data import espeak
 from server.errors import Wav2SemError
+from training.data import espeak
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m server evaluate``: the default model with and without Wav2Sem on held-out data.
+"""``python -m training evaluate``: the default model with and without Wav2Sem on held-out data.
 
 Prints the README's table: per held-out split (unseen voices, unseen sentences, both), the
 control error, the lip-closure rate on /p b m/, and the near-homophone separation score,
@@ -11,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..controls import MOTION_FPS
+from server.controls import MOTION_FPS
+
 from ..data.visemes import bilabial_closure_rate
+from ..decoder import decode
+from ..examples import load_examples
+from ..splits import HELD_OUT
 from .metrics import control_error, separation_scores
 
 VARIANTS = {"wav2sem": True, "plain": False}
 
 
 def evaluate_models(models: dict, held: dict[str, list]) -> dict:
-    from ..train.decoder import decode
-
     results: dict = {}
     for split, examples in held.items():
         if not examples:
@@ -74,9 +76,6 @@ def table(runs: list[dict]) -> str:
 
 
 def _held_out(meta: dict, corpus: str | None) -> dict[str, list]:
-    from ..train.data import load_examples
-    from ..train.recipe import HELD_OUT
-
     recipe = meta.get("provenance", {}).get("recipe", {})
     corpus = corpus or recipe.get("corpus")
     if not corpus:
@@ -92,7 +91,7 @@ def _held_out(meta: dict, corpus: str | None) -> dict[str, list]:
 
 def main(bundles: list[str], corpus: str | None, speech: list[str]) -> str:
     """Evaluate one bundle per training seed (same corpus) and print the table."""
-    from ..models.bundle import load_bundle, read_meta
+    from server.models.bundle import load_bundle, read_meta
 
     held = None
     runs, speech_rows = [], {}

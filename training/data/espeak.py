@@ -215,7 +215,7 @@ class _Helper:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.data.espeak"],
+            [sys.executable, "-m", "training.data.espeak"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

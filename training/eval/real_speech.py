@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import load_audio
-from ..controls import MOTION_FPS
+from server.audio import load_audio
+from server.controls import MOTION_FPS
+from server.pipeline import InferRequest, run
+
 from ..data.align import align
 from ..data.visemes import BILABIALS, bilabial_closure_rate
-from ..pipeline import InferRequest, run
 
 
 def closure_on_real_speech(model, wav: str, semantic: bool, text: str | None = None) -> tuple[float, int]:

@@ -1,4 +1,4 @@
-"""A synthetic multi-speaker speech corpus with exact phone timings (``python -m server make-corpus``).
+"""A synthetic multi-speaker speech corpus with exact phone timings (``python -m training make-corpus``).
 
 Layout of ``out_dir``::
 
@@ -42,15 +42,15 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from server.data import sentences as S
-from server.data import voices as V
-from server.data.augment import apply_augment, draw_augment
 from server.errors import Wav2SemError
+from training.data import sentences as S
+from training.data import voices as V
+from training.data.augment import apply_augment, draw_augment
+from training.splits import SPLITS
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "test_voice", "test_sentence", "test_both")
 DEFAULT_VOICES = ("flite", "espeak", "festival")
 DEFAULT_HOLDOUT_VOICES = ("flite:awb", "espeak:en-gb-scotland")
 DEFAULT_PAIR_HOLDOUT_FRACTION = 0.25

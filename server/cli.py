@@ -1,0 +1,38 @@
+"""What every command line of this project shares (``python -m server``, ``python -m training``).
+
+Stdlib only, so that importing it costs nothing before the arguments are parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+
+def stay_offline() -> None:
+    """Nothing in this project downloads from a model hub at run time; set before transformers loads."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def run_command(func: Callable[[argparse.Namespace], object], args: argparse.Namespace) -> int:
+    """Run one command: exit status 0, or one plain ``error: ...`` line on stderr and a non-zero status."""
+    from .errors import Wav2SemError
+
+    try:
+        func(args)
+    except Wav2SemError as exc:
+        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("WAV2SEM_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set WAV2SEM_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+    return 0
