@@ -3,7 +3,8 @@
     python scripts/build_extension.py [--output-dir dist]
 
 The zip holds the manifest, the root shim ``__init__.py``, ``wav2sem_blender/`` and the
-``server/`` code the add-on launches (see ``[build]`` in blender_manifest.toml).
+``server/`` code the add-on launches (see ``[build]`` in blender_manifest.toml); ``training/``,
+tests and scripts stay out.
 """
 
 from __future__ import annotations

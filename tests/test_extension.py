@@ -26,6 +26,8 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
     names = zipfile.ZipFile(archive).namelist()
     assert {"blender_manifest.toml", "__init__.py", "wav2sem_blender/operators.py", "server/service.py"} <= set(names)
     assert not any(n.startswith(("tests/", ".venv/", ".git")) for n in names)
+    # corpus synthesis, training and evaluation are source-checkout tools, never shipped
+    assert not any(n.startswith(("training/", "server/data/", "server/train/", "server/eval/")) for n in names)
 
     bundle = make_tiny_bundle(tmp_path / "bundle")
     audio = speech_like(tmp_path / "a.wav", 1.5)
@@ -60,3 +62,13 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
     assert report["prefs"] == "WAV2SEM_AP_preferences" and report["keys"] == 2 + 16
     # the add-on ran from the installed copy, not from this checkout
     assert str(tmp_path / "user") in report["client"]
+
+    # the old training command names, run in the installed copy, say where the tools are in one line;
+    # -S hides site-packages, so an editable install of this checkout cannot supply training/
+    installed = Path(report["client"]).parents[1]
+    proc = subprocess.run([sys.executable, "-S", "-m", "server", "make-corpus", "--out", str(tmp_path / "corpus")],
+                          cwd=installed, capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: ") and "python -m training make-corpus" in lines[0]
+    assert "not part of the add-on" in lines[0] and not (tmp_path / "corpus").exists()
