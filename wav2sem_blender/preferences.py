@@ -1,4 +1,4 @@
-"""Add-on preferences: the server's interpreter (with Check and Set Up), device, folders."""
+"""Add-on preferences: the server's interpreter (with Check and Set Up), device, cache folder."""
 
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ class WAV2SEM_AP_preferences(bpy.types.AddonPreferences):
         items=[("AUTO", "Auto", "GPU when there is one"), ("CPU", "CPU", ""), ("CUDA", "CUDA GPU", "")],
         default="AUTO",
     )
-    models_dir: StringProperty(name="Model Folder", description="Where your model bundles live", subtype="DIR_PATH")
     cache_dir: StringProperty(
         name="Cache Folder", description="Results, point caches of unsaved files, the private environment",
         subtype="DIR_PATH",
@@ -77,7 +76,6 @@ class WAV2SEM_AP_preferences(bpy.types.AddonPreferences):
             col.label(text=self.setup_message)
         col.label(text="Terminal alternative: python server/setup_env.py --target <folder>")
         col.prop(self, "device")
-        col.prop(self, "models_dir")
         col.prop(self, "cache_dir")
 
 
