@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -63,10 +64,13 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
     # the add-on ran from the installed copy, not from this checkout
     assert str(tmp_path / "user") in report["client"]
 
-    # the old training command names, run in the installed copy, say where the tools are in one line;
-    # -S hides site-packages, so an editable install of this checkout cannot supply training/
+    # the old training command names, run in the installed copy, say where the tools are in one line.
+    # The site-packages stay on the path but their .pth files are not run (-S), so an editable install
+    # of this checkout cannot supply training/.
     installed = Path(report["client"]).parents[1]
-    proc = subprocess.run([sys.executable, "-S", "-m", "server", "make-corpus", "--out", str(tmp_path / "corpus")],
+    run_server = (f"import runpy, sys; sys.path += {site.getsitepackages()!r}; sys.argv[0] = 'server'; "
+                  "runpy.run_module('server', run_name='__main__', alter_sys=True)")
+    proc = subprocess.run([sys.executable, "-S", "-c", run_server, "make-corpus", "--out", str(tmp_path / "corpus")],
                           cwd=installed, capture_output=True, text=True, timeout=60)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
