@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server import protocol  # noqa: E402
 from server.models.bundle import default_bundle  # noqa: E402
 from tests.bundles import speech_like  # noqa: E402
 from wav2sem_blender.client import Client, Wav2SemError  # noqa: E402
+from wav2sem_contract import protocol  # noqa: E402
 
 
 def _burn(stop) -> None:

@@ -41,14 +41,23 @@ from wav2sem_blender.writers.common import (  # noqa: E402
     new_shape_key,
     rest_positions,
 )
-from wav2sem_blender.writers.compact import basis_name, write_compact  # noqa: E402
-from wav2sem_blender.writers.per_frame import write_per_frame  # noqa: E402
-from wav2sem_blender.writers.point_cache import write_point_cache  # noqa: E402
+from wav2sem_blender.writers import compact, per_frame, point_cache  # noqa: E402
+from wav2sem_blender.writers.base import Timing  # noqa: E402
+from wav2sem_blender.writers.compact import basis_name  # noqa: E402
+from wav2sem_contract.result import InferResult  # noqa: E402
 
 N_VERTICES = 5023
 K = 48
 FPS = 30.0
 FIRST = 1
+TIMING = Timing(FPS, FIRST, FPS)
+
+
+def compact_result(weights: np.ndarray, basis: np.ndarray, bias: np.ndarray) -> InferResult:
+    arrays = {"weights": weights, "basis": basis, "bias": bias, "max_error": np.float32(0), "exact": np.bool_(True)}
+    return InferResult("compact", FPS, arrays)
+
+
 PEAK = 5e-3  # metres
 EVAL_FRAMES = 30
 LENGTHS = (300, 18_000)
@@ -155,17 +164,17 @@ def run_mode(mode: str, T: int, tmp: Path) -> dict:
     cache_mb = None
     t0 = time.perf_counter()
     if mode == "compact":
-        info = write_compact(ob, weights, basis, bias, FPS, FIRST, FPS)
+        info = compact.write(ob, compact_result(weights, basis, bias), TIMING)
     elif mode == "per-frame":
-        info = write_per_frame(ob, offsets, FPS, FIRST, FPS)
+        info = per_frame.write(ob, InferResult("offsets", FPS, {"offsets": offsets}), TIMING)
     else:
-        info = write_point_cache(ob, offsets, FPS, FIRST, FPS, tmp)
+        info = point_cache.write(ob, InferResult("offsets", FPS, {"offsets": offsets}), TIMING)
     write_s = time.perf_counter() - t0
     if mode == "point cache":
-        cache_mb = Path(info["file"]).stat().st_size / 1e6
+        cache_mb = Path(info.files[0]).stat().st_size / 1e6
     blend_mb = save_mb(tmp / f"{mode.replace(' ', '_')}_{T}.blend")
-    eval_ms = eval_ms_per_frame(ob, info["last_frame"], check=lambda i: rest + offsets[i])
-    for p in tmp.iterdir():  # keep the temporary folder small between runs
+    eval_ms = eval_ms_per_frame(ob, info.last_frame, check=lambda i: rest + offsets[i])
+    for p in [*tmp.iterdir(), *map(Path, info.files)]:  # keep the temporary folders small between runs
         p.unlink()
     return {"write_s": write_s, "blend_mb": blend_mb, "cache_mb": cache_mb, "eval_ms": eval_ms}
 
@@ -177,7 +186,7 @@ def naive_vs_bulk(T: int = 300) -> dict:
     rest = rest_positions(ob).copy()
     weights, basis, bias, _ = motion(T, rest)
     t0 = time.perf_counter()
-    write_compact(ob, weights, basis, bias, FPS, FIRST, FPS)
+    compact.write(ob, compact_result(weights, basis, bias), TIMING)
     out = {"bulk_s": time.perf_counter() - t0}
 
     reset()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +33,42 @@ def blender_ext() -> tuple[Path, Path]:
     )
 
 
+CONTRACT = "wav2sem_contract"
+WHEELS = ROOT / "wheels"
+
+
+def manifest_version() -> str:
+    import tomllib
+
+    return tomllib.loads((ROOT / "blender_manifest.toml").read_text())["version"]
+
+
+def build_contract_wheel(version: str) -> Path:
+    """``wheels/wav2sem_contract-VERSION-py3-none-any.whl`` from the package in this checkout (pip + setuptools)."""
+    WHEELS.mkdir(exist_ok=True)
+    for old in WHEELS.glob(f"{CONTRACT}-*.whl"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(ROOT / CONTRACT, src / CONTRACT, ignore=shutil.ignore_patterns("__pycache__"))
+        (src / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+            f'[project]\nname = "{CONTRACT}"\nversion = "{version}"\nrequires-python = ">=3.10"\n'
+            'dependencies = ["numpy"]\n\n'
+            f'[tool.setuptools]\npackages = ["{CONTRACT}"]\n'
+        )
+        isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(WHEELS), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"error: building the {CONTRACT} wheel failed: {(proc.stdout + proc.stderr).strip()}")
+    return next(WHEELS.glob(f"{CONTRACT}-{version}-*.whl"))
+
+
 def build(output_dir: Path) -> Path:
     tool, tags = blender_ext()
     output_dir.mkdir(parents=True, exist_ok=True)
+    build_contract_wheel(manifest_version())
     for cmd in (
         [sys.executable, str(tool), "validate", str(ROOT), "--valid-tags", str(tags)],
         [sys.executable, str(tool), "build", "--source-dir", str(ROOT), "--output-dir", str(output_dir),

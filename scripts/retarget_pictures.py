@@ -162,8 +162,8 @@ def decorate(ob, colour, meters_per_unit: float):
 
 
 def animate_source(source) -> None:
-    from wav2sem_blender.shared import controls
     from wav2sem_blender.writers.controls import write_controls
+    from wav2sem_contract import controls
 
     names = list(controls.CONTROLS)
     write_controls(source, control_weights(names), names, FPS, 1.0, FPS)
@@ -172,8 +172,8 @@ def animate_source(source) -> None:
 def rig_deltas(ob) -> dict[str, np.ndarray]:
     """The articulation rig's deltas for ``ob`` (object space), without adding keys."""
     from wav2sem_blender.rig import landmarks_of
-    from wav2sem_blender.shared import articulation
     from wav2sem_blender.writers.common import rest_positions
+    from wav2sem_contract import articulation
 
     rest = rest_positions(ob).astype(np.float64)
     return articulation.control_deltas(rest, articulation.mouth_frame(rest, landmarks_of(ob, rest)))
@@ -195,8 +195,8 @@ def jaw_rig(ob):
     import bpy
 
     from wav2sem_blender.rig import landmarks_of
-    from wav2sem_blender.shared import articulation
     from wav2sem_blender.writers.common import rest_positions
+    from wav2sem_contract import articulation
 
     rest = rest_positions(ob).astype(np.float64)
     lm = landmarks_of(ob, rest)

@@ -1,7 +1,6 @@
-"""Wav2Sem Lip Sync inference server.
+"""Wav2Sem Lip Sync inference server (torch, transformers); it shares only ``wav2sem_contract`` with the add-on.
 
-This package's top level must stay importable without torch: Blender's Python imports
-``server.protocol`` and ``server.errors`` from the add-on.
+The top level stays free of torch so that ``python -m server --help`` answers at once.
 """
 
 __version__ = "0.1.0"

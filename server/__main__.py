@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from .cli import run_command, stay_offline
+from .models.registry import ARCHITECTURES
 
 stay_offline()
 
@@ -47,7 +48,9 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from .pipeline import InferRequest, check_result_path
+    from wav2sem_contract.request import InferRequest
+
+    from .pipeline import check_result_path
 
     request = InferRequest(
         audio=args.audio,
@@ -61,14 +64,15 @@ def _infer(args: argparse.Namespace) -> None:
     ).validate()
     check_result_path(args.out, args.audio)  # before minutes of inference, not after
 
-    from .errors import Wav2SemError
+    from wav2sem_contract.errors import Wav2SemError
+
     from .models.bundle import default_bundle, load_bundle, variant_for
-    from .pipeline import resolve_device, run, save_result
+    from .pipeline import resolve_device, run
     from .progress import ConsoleProgress
 
     device = resolve_device(args.device)
     bundle = args.bundle or str(default_bundle())
-    model = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
+    loaded = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
     template = None
     if args.template:
         from .template import parse_landmarks, read_template
@@ -76,18 +80,16 @@ def _infer(args: argparse.Namespace) -> None:
         template = read_template(args.template)
         landmarks = parse_landmarks(args.landmarks, len(template))
     with ConsoleProgress(enabled=not args.quiet) as progress:
-        result = run(model, request, progress)
+        result = run(loaded, request, progress)
     if template is not None:
-        if "names" not in result:
+        if result.kind != "controls":
             raise Wav2SemError("bad_request", "--template applies to control models (the default); this bundle "
                                "already writes vertex offsets.", "Leave out --template.")
         from .template import offsets_from_controls
 
-        result["offsets"] = offsets_from_controls(result["weights"], [str(n) for n in result["names"]],
-                                                  template, landmarks)
-    save_result(result, args.out)
-    frames = (result["offsets"] if "offsets" in result else result["weights"]).shape[0]
-    print(f"{frames} frames at {float(result['fps']):g} fps written to {args.out}", file=sys.stderr)
+        result = result.with_arrays(offsets=offsets_from_controls(result["weights"], result.names, template, landmarks))
+    result.save(args.out)
+    print(f"{result.frames} frames at {result.fps:g} fps written to {args.out}", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="build a model bundle from official checkpoint files",
         description="Convert official FaceFormer / CodeTalker(+Wav2Sem) checkpoints into a bundle folder.",
     )
-    p.add_argument("--arch", required=True, choices=["faceformer", "codetalker"])
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--checkpoint", required=True, help="FaceFormer .pth or CodeTalker stage-2 .pth.tar")
     p.add_argument("--encoder", required=True, help="Hugging Face wav2vec2/HuBERT folder (config + preprocessing)")
     p.add_argument("--dataset", required=True, help="vocaset (30 fps, FLAME 5023 vertices) or BIWI (25 fps)")
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decoding benchmark: official-style recomputation vs cached decoding.",
     )
     p.add_argument("--seconds", default="5,20,60", help="comma-separated audio lengths")
-    p.add_argument("--arch", default="faceformer,codetalker", help="which hosts to time")
+    p.add_argument("--arch", default=",".join(ARCHITECTURES), help="which hosts to time (comma-separated)")
     p.add_argument("--size", default="full", choices=["full", "small"], help="full: official dimensions")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--reference-limit", type=float, default=60.0, help="skip the official loop above this length")

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from server.errors import AudioError
+from wav2sem_contract.errors import AudioError
 
 SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 600.0

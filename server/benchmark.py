@@ -33,12 +33,14 @@ def _signal(seconds: float, seed: int = 0) -> torch.Tensor:
 
 
 def build(arch: str, size: str):
+    from dataclasses import asdict
+
     from transformers import Wav2Vec2Config
 
-    from .models.codetalker import CodeTalker, VQSpec
+    from .models.codetalker import VQSpec
     from .models.encoders import prepare_config
-    from .models.faceformer import FaceFormer
     from .models.host import HostSpec
+    from .models.registry import host_class
 
     torch.manual_seed(0)
     if size == "full":
@@ -52,7 +54,8 @@ def build(arch: str, size: str):
         ct = HostSpec("codetalker", 5023, 30.0, "interpolate", 30, 128, 4, 2, 256, ["s"] * 8)
         vq = VQSpec(128, 2, 8, 256, 2, 64, 256)
     enc = prepare_config(enc)
-    model = FaceFormer(ff, enc, enc) if arch == "faceformer" else CodeTalker(ct, enc, vq, enc)
+    spec = {"faceformer": ff, "codetalker": ct}[arch]
+    model = host_class(arch).from_meta(spec, enc, enc, "consistent", {"vq": asdict(vq)})
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() > 1 and "norm" not in name:

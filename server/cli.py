@@ -20,7 +20,7 @@ def stay_offline() -> None:
 
 def run_command(func: Callable[[argparse.Namespace], object], args: argparse.Namespace) -> int:
     """Run one command: exit status 0, or one plain ``error: ...`` line on stderr and a non-zero status."""
-    from .errors import Wav2SemError
+    from wav2sem_contract.errors import Wav2SemError
 
     try:
         func(args)

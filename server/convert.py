@@ -8,26 +8,18 @@ head counts, the dataset's frame rate) comes from the dataset preset or an optio
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import torch
 
+from wav2sem_contract.errors import ModelError
+
 from . import __version__
-from .errors import ModelError
 from .models.bundle import save_bundle
-from .models.checkpoints import (
-    load_exactly,
-    map_host,
-    map_stage1,
-    map_wav2bert,
-    read_state_dict,
-    take_prefix,
-)
-from .models.codetalker import CodeTalker, VQSpec
+from .models.checkpoints import layer_count, load_exactly, map_wav2bert, need, read_state_dict, take_prefix
 from .models.encoders import hf_weights_file, load_encoder_config
-from .models.faceformer import FaceFormer
 from .models.host import HostModel, HostSpec
+from .models.registry import host_class
 from .safe_output import check_output_folder
 
 VOCASET_SUBJECTS = [
@@ -56,28 +48,12 @@ def _dataset(name: str) -> dict:
     raise ModelError("bad_request", f"Unknown dataset '{name}'.", "Use vocaset or BIWI.")
 
 
-def _layer_count(state: dict, prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
-    return max(found) + 1 if found else 0
-
-
-def _need(state: dict, key: str, source: str) -> torch.Tensor:
-    if key not in state:
-        raise ModelError(
-            "checkpoint_mismatch",
-            f"{source} has no '{key}', so it is not a checkpoint of this architecture.",
-            "Check --arch and that you passed the right file.",
-        )
-    return state[key]
-
-
 def _host_spec(state: dict, arch: str, preset: dict, subjects: list[str], n_head: int, source: str) -> HostSpec:
-    d_model, out_dim = _need(state, "vertice_map.weight", source).shape
+    d_model, out_dim = need(state, "vertice_map.weight", source).shape
     if out_dim % 3:
         raise ModelError("checkpoint_mismatch", f"{source}: output width {out_dim} is not 3 x vertices.", "")
-    n_layers = _layer_count(state, "transformer_decoder.layers.")
-    d_ff = _need(state, "transformer_decoder.layers.0.linear1.weight", source).shape[0]
+    n_layers = layer_count(state, "transformer_decoder.layers.")
+    d_ff = need(state, "transformer_decoder.layers.0.linear1.weight", source).shape[0]
     return HostSpec(
         arch=arch,
         n_vertices=out_dim // 3,
@@ -175,6 +151,7 @@ def convert(
     """
     inputs = (checkpoint, encoder, vqvae, wav2sem, wav2sem_config)
     check_output_folder(out, force=force, inputs=[p for p in inputs if p])
+    host_class(arch)  # an unknown name is refused before any file is read
     preset = _dataset(dataset)
     subjects = subjects or preset["subjects"]
     source = Path(checkpoint).name
@@ -190,38 +167,18 @@ def convert(
     sem_dir = Path(wav2sem_config or encoder)
     sem_config = load_encoder_config(sem_dir) if has_semantic else None
     spec = _host_spec(state, arch, preset, subjects, n_head, source)
-    width = _need(state, "audio_feature_map.weight", source).shape[1]
+    width = need(state, "audio_feature_map.weight", source).shape[1]
     if width != enc_config.hidden_size:
         raise ModelError(
             "checkpoint_mismatch",
             f"{source} expects {width}-wide audio features but the encoder config gives {enc_config.hidden_size}.",
             "Pass the encoder folder the model was trained with.",
         )
-    host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
-    vq_spec = None
-    if arch == "faceformer":
-        style = _need(state, "obj_vector.weight", source)
-        _check_subjects(style.shape[1], subjects, source)
-        model: HostModel = FaceFormer(spec, enc_config, sem_config, fusion)
-        mapped = map_host(host_keys, model, "obj_vector.weight", style_transposed=True)
-    elif arch == "codetalker":
-        style = _need(state, "learnable_style_emb.weight", source)
-        _check_subjects(style.shape[0], subjects, source)
-        stage1 = take_prefix(state, "autoencoder.")
-        if vqvae:
-            stage1 = read_state_dict(vqvae)
-        if not stage1:
-            raise ModelError(
-                "checkpoint_mismatch",
-                f"{source} does not include the stage-1 VQ-VAE weights.",
-                "Pass the stage-1 checkpoint with --vqvae.",
-            )
-        vq_spec = _vq_spec(stage1, state, vq_heads, source)
-        model = CodeTalker(spec, enc_config, vq_spec, sem_config, fusion)
-        mapped = map_host(host_keys, model, "learnable_style_emb.weight", style_transposed=False)
-        mapped.update({f"vq.{k}": v for k, v in map_stage1(stage1).items()})
-    else:
-        raise ModelError("bad_request", f"Unknown architecture '{arch}'.", "Use faceformer or codetalker.")
+    host = host_class(arch)
+    style = need(state, host.official_style_key, source)
+    _check_subjects(style.shape[1 if host.official_style_transposed else 0], subjects, source)
+    options = {"vqvae": vqvae, "vq_heads": vq_heads}
+    model, mapped = host.from_official(spec, enc_config, sem_config, fusion, state, source, options)
     if has_semantic:
         mapped = {k: v for k, v in mapped.items() if not k.startswith("semantic.")}
         mapped.update(_semantic_state(state, wav2sem, model, fusion, source))
@@ -233,23 +190,6 @@ def convert(
         "sources": [_file_id(f) for f in files],
     }
     return save_bundle(
-        model, out, encoder_dir=encoder, semantic_dir=sem_dir, vq=vq_spec, provenance=provenance,
+        model, out, encoder_dir=encoder, semantic_dir=sem_dir, provenance=provenance,
         force=force, inputs=inputs,
-    )
-
-
-def _vq_spec(stage1: dict, stage2: dict, n_heads: int, source: str) -> VQSpec:
-    n_codes, code_dim = _need(stage1, "quantize.embedding.weight", source).shape
-    hidden = _need(stage1, "encoder.vertice_mapping.0.weight", source).shape[0]
-    width = _need(stage2, "feat_map.weight", source).shape[0]
-    return VQSpec(
-        hidden=hidden,
-        n_layers=_layer_count(stage1, "decoder.decoder_transformer.net.") // 2,
-        n_heads=n_heads,
-        intermediate=_need(stage1, "decoder.decoder_transformer.net.1.fn.fn.l1.weight", source).shape[0],
-        codes_per_frame=width // code_dim,
-        code_dim=code_dim,
-        n_codes=n_codes,
-        code_projection="decoder.decoder_linear_embedding_pre.net.weight" in stage1,
-        output_bias="decoder.vertice_map_reverse.bias" in stage1,
     )

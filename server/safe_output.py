@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ModelError
+from wav2sem_contract.errors import ModelError
 
 BUNDLE_FORMAT = "wav2sem-bundle"
 

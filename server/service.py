@@ -18,12 +18,16 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from . import __version__, protocol
-from .errors import Cancelled, Wav2SemError
+from wav2sem_contract import protocol
+from wav2sem_contract.errors import Cancelled, Wav2SemError
+from wav2sem_contract.request import InferRequest
+
+from . import __version__
 
 HEARTBEAT_SECONDS = 2.0
 WARM_MODELS = 2
@@ -168,12 +172,12 @@ class Server:
                  "hint": "Try again; if it repeats, report it with the server log."}
             )
 
-    def model(self, bundle: str, device_name: str, semantic: bool = True):
-        from .models.bundle import load_bundle, variant_for
+    def bundle(self, bundle: str, device_name: str, semantic: bool = True):
+        """The loaded bundle, kept warm (the ``WARM_MODELS`` most recently used); empty: the embedded default."""
+        from .models.bundle import default_bundle, load_bundle, variant_for
         from .pipeline import resolve_device
 
-        if not bundle:
-            raise Wav2SemError("bad_request", "The request names no model bundle.", "Choose a bundle folder.")
+        bundle = bundle or str(default_bundle())
         device = resolve_device(device_name)
         variant = variant_for(bundle, semantic)
         key = (str(Path(bundle).resolve()), str(device), variant)
@@ -187,11 +191,9 @@ class Server:
         return model
 
     def info(self, message: dict[str, Any]) -> dict[str, Any]:
-        from .models.bundle import read_meta
+        from .models.bundle import default_bundle, read_meta
 
-        bundle = _text(message, "bundle")
-        if not bundle:
-            raise Wav2SemError("bad_request", "The request names no model bundle.", "Choose a bundle folder.")
+        bundle = _text(message, "bundle") or str(default_bundle())
         meta = read_meta(bundle)
         host = meta["host"]
         return {
@@ -207,37 +209,19 @@ class Server:
         }
 
     def infer(self, job: Job) -> dict[str, Any]:
-        from .pipeline import InferRequest, check_result_path, run, save_result
+        from .pipeline import check_result_path, run
 
-        msg = job.message
-        reporter = Reporter(self.outbox, job)
-        request = InferRequest.from_message(msg)
-        bundle, device = _text(msg, "bundle"), _text(msg, "device") or "auto"
-        out = _text(msg, "out") or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{job.id}.npz")
+        request = InferRequest.from_message(job.message)
+        out = request.out or os.path.join(tempfile.gettempdir(), f"wav2sem-{os.getpid()}-{uuid.uuid4().hex}.npz")
         check_result_path(out, request.audio)
+        reporter = Reporter(self.outbox, job)
         with reporter:
             reporter("load", 0.0)
-            model = self.model(bundle, device, request.semantic)
-            result = run(model, request, reporter)
+            loaded = self.bundle(request.bundle, request.device, request.semantic)
+            result = run(loaded, request, reporter)
             reporter("write", 0.0)
-            save_result(result, out)
-        summary = {"path": str(out), "fps": float(result["fps"]), "provenance": result["provenance"]}
-        if "offsets" in result:
-            frames, vertices = result["offsets"].shape[:2]
-            return {**summary, "kind": "offsets", "frames": int(frames), "vertices": int(vertices)}
-        if "names" in result:
-            return {**summary, "kind": "weights", "frames": int(result["weights"].shape[0]),
-                    "names": [str(n) for n in result["names"]]}
-        frames, keys = result["weights"].shape
-        return {
-            **summary,
-            "kind": "compact",
-            "frames": int(frames),
-            "vertices": int(result["basis"].shape[1]),
-            "keys": int(keys),
-            "max_error": float(result["max_error"]),
-            "exact": bool(result["exact"]),
-        }
+            result.save(out)
+        return result.to_message()
 
 
 class Reporter:

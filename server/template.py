@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import articulation
-from .errors import Wav2SemError
+from wav2sem_contract import articulation
+from wav2sem_contract.errors import Wav2SemError
 
 
 def read_template(path: str) -> np.ndarray:

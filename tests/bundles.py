@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,10 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from server.models.bundle import save_bundle
-from server.models.codetalker import CodeTalker, VQSpec
+from server.models.codetalker import VQSpec
 from server.models.encoders import load_encoder_config
-from server.models.faceformer import FaceFormer
 from server.models.host import HostSpec
+from server.models.registry import host_class
 
 SUBJECTS = ["alice", "bob", "carol"]
 
@@ -48,21 +49,17 @@ def make_tiny_bundle(
     enc_dir = tiny_encoder_dir(folder.parent / f"{folder.name}-encoder")
     config = load_encoder_config(enc_dir)
     spec = HostSpec(arch, n_vertices, 30.0, "interpolate", 30, 16, 4, 1, 32, list(SUBJECTS))
-    vq = None
-    if arch == "faceformer":
-        model = FaceFormer(spec, config, config if semantic else None)
-    else:
-        vq = VQSpec(hidden=16, n_layers=1, n_heads=2, intermediate=32, codes_per_frame=1, code_dim=16, n_codes=32)
-        model = CodeTalker(spec, config, vq, config if semantic else None)
+    vq = VQSpec(hidden=16, n_layers=1, n_heads=2, intermediate=32, codes_per_frame=1, code_dim=16, n_codes=32)
+    model = host_class(arch).from_meta(spec, config, config if semantic else None, "consistent", {"vq": asdict(vq)})
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" not in name:
                 p.normal_(0.0, 0.3)
-        out = model.motion_out if arch == "faceformer" else model.vq.decoder.vertex_out
+        out = model.output_layer
         out.weight.mul_(scale / 0.3 * 0.1)
         if out.bias is not None:
             out.bias.mul_(scale / 0.3 * 0.1)
-    return save_bundle(model, folder, encoder_dir=enc_dir, vq=vq, provenance={"made_by": "tests"}, force=True)
+    return save_bundle(model, folder, encoder_dir=enc_dir, provenance={"made_by": "tests"}, force=True)
 
 
 def speech_like(path: Path, seconds: float = 2.0, rate: int = 22050, seed: int = 0) -> Path:

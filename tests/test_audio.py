@@ -18,8 +18,8 @@ from server.audio import (
     load_for_model,
     normalize,
 )
-from server.errors import AudioError
 from tests.helpers import shared_fixture
+from wav2sem_contract.errors import AudioError
 
 
 def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:

@@ -6,10 +6,10 @@ import bpy  # noqa: I001
 import numpy as np
 import pytest
 
-from server.errors import Wav2SemError
 from tests import blender_env as be
 from wav2sem_blender.compat import action_fcurves, fcurves_of
 from wav2sem_blender.writers.controls import write_controls
+from wav2sem_contract.errors import Wav2SemError
 
 
 def rig_with_keys(names: list[str]) -> bpy.types.Object:

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from server.models.bundle import load_bundle
-from server.pipeline import InferRequest, run
+from server.pipeline import run
 from tests import blender_env as be
 from tests.bundles import make_tiny_bundle, speech_like
 from wav2sem_blender import operators
 from wav2sem_blender.compat import fcurves_of
+from wav2sem_contract.request import InferRequest
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ from torch import nn
 from transformers import Wav2Vec2Config
 
 from server.convert import convert
-from server.errors import ModelError
 from server.models.bundle import load_bundle
 from server.models.checkpoints import load_exactly, read_state_dict
 from server.models.wav2sem import load_semantic_encoder
 from tests.bundles import tiny_encoder_dir
 from tests.helpers import shared_fixture
+from wav2sem_contract.errors import ModelError
 
 TOLERANCE = 1e-4
 
@@ -199,8 +199,9 @@ def test_codetalker_stage1_from_a_separate_file(tmp_path):
     err = raises_model_error("checkpoint_mismatch", convert, **common, out=str(tmp_path / "b"))
     assert "stage-1" in err.message and "--vqvae" in err.hint
     out = convert(**common, vqvae=str(tmp_path / "stage1.pth.tar"), out=str(tmp_path / "b"))
-    model = load_bundle(out)
-    sources = [s["file"] for s in model.bundle_meta["provenance"]["sources"]]
+    loaded = load_bundle(out)
+    model = loaded.model
+    sources = [s["file"] for s in loaded.meta["provenance"]["sources"]]
     assert sources == ["stage2_only.pth.tar", "stage1.pth.tar"]
     err = relative_to_expected(model, folder, meta)
     print(f"CodeTalker with --vqvae: relative error {err:.2e}")
@@ -221,7 +222,7 @@ def test_wav2sem_from_a_separate_file(tmp_path):
     raises_model_error("checkpoint_mismatch", convert, **common, out=str(tmp_path / "plain"))
     out = convert(**common, wav2sem=str(tmp_path / "wav2bert.pth.tar"), fusion="consistent",
                   out=str(tmp_path / "b"))
-    model = load_bundle(out)
+    model = load_bundle(out).model
     assert model.has_semantic and model.semantic.fusion == "consistent"
     err = relative_to_expected(model, folder, meta, "expected_predict_consistent.npy")
     print(f"CodeTalker+Wav2Sem with --wav2sem: relative error {err:.2e}")

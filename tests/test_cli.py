@@ -125,6 +125,10 @@ def test_convert_failure_is_one_error_line(tmp_path):
                "--device", "--compact", "--quiet"]),
     ("serve", ["--max-message", "--idle-timeout"]),
     ("benchmark", ["--seconds", "--arch", "--size", "--device", "--reference-limit"]),
+    # training's commands under their old names: forwarded, same options
+    ("make-corpus", ["--out", "--sentences", "--voices", "--holdout-voices", "--pairs", "--workers"]),
+    ("train-default", ["--corpus", "--out", "--seed", "--semantic-from", "--decoder-epochs"]),
+    ("evaluate", ["--bundle", "--corpus", "--speech"]),
 ])
 def test_help(command, options):
     proc = cli(command, "--help", timeout=60)
@@ -132,3 +136,13 @@ def test_help(command, options):
     assert proc.stdout.startswith(f"usage: python -m server {command}")
     for option in options:
         assert option in proc.stdout, option
+
+
+def test_training_commands_have_their_own_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "training", "train-default", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m training train-default") and "--semantic-from" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--bundle", REPO / "no_such_bundle"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "no_such_bundle" in one_error_line(proc)

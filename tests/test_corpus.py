@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.controls import PHONES
 from training.data import sentences as S
 from training.data import voices as V
 from training.data.augment import apply_augment, draw_augment
 from training.data.corpus import build_corpus, is_held_out, plan_corpus, read_clips
 from training.splits import SPLITS
+from wav2sem_contract.controls import PHONES
 
 HAVE_FLITE = bool(shutil.which("flite")) and "slt" in V.flite_voices()
 HAVE_ESPEAK = V.espeak_available()

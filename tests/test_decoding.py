@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from server.errors import Wav2SemError
 from server.models.codetalker import CodeTalker, VQSpec
 from server.models.encoders import PhoneticEncoder, load_encoder_config
 from server.models.faceformer import FaceFormer
 from server.models.host import HostSpec
 from tests.bundles import tiny_encoder_dir
+from wav2sem_contract.errors import Wav2SemError
 
 LAYOUTS = {
     "vocaset": dict(fps=30.0, alignment="interpolate", period=30),

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.controls import CONTROLS, MOTION_FPS
 from server.models.bundle import default_bundle
 from tests.helpers import REPO, read_ply, shared_fixture
+from wav2sem_contract.controls import CONTROLS, MOTION_FPS
 
 BUNDLE = default_bundle()
 SAMPLE = REPO / "assets" / "sample_sentence.wav"

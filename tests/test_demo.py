@@ -8,9 +8,9 @@ import sys
 import bpy  # noqa: I001
 import numpy as np
 
-from server.controls import CONTROLS
 from tests.helpers import REPO
 from wav2sem_blender.compat import all_strips, fcurves_of
+from wav2sem_contract.controls import CONTROLS
 
 
 def test_demo_builds_the_scene_and_a_preview(tmp_path):

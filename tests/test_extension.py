@@ -25,7 +25,8 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
     assert build.returncode == 0, build.stderr
     archive = Path(build.stdout.strip().splitlines()[-1])
     names = zipfile.ZipFile(archive).namelist()
-    assert {"blender_manifest.toml", "__init__.py", "wav2sem_blender/operators.py", "server/service.py"} <= set(names)
+    assert {"blender_manifest.toml", "__init__.py", "wav2sem_blender/operators.py", "server/service.py",
+            "wav2sem_contract/protocol.py", "wheels/wav2sem_contract-0.1.0-py3-none-any.whl"} <= set(names)
     assert not any(n.startswith(("tests/", ".venv/", ".git")) for n in names)
     # corpus synthesis, training and evaluation are source-checkout tools, never shipped
     assert not any(n.startswith(("training/", "server/data/", "server/train/", "server/eval/")) for n in names)
@@ -50,8 +51,12 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
         run = bpy.ops.wav2sem.generate(audio={str(audio)!r}, object="Head", bundle={str(bundle)!r})
         keys = [kb.name for kb in me.shape_keys.key_blocks]
         module = sys.modules[name + ".wav2sem_blender.client"]
+        import glob
+        installed = glob.glob({str(tmp_path / "user")!r} + "/**/site-packages/wav2sem_contract/request.py",
+                              recursive=True, include_hidden=True)
         print(json.dumps({{"install": sorted(result), "enabled": bool(enabled), "run": sorted(run),
-                          "prefs": type(prefs).__name__, "keys": len(keys), "client": module.__file__}}))
+                          "prefs": type(prefs).__name__, "keys": len(keys), "client": module.__file__,
+                          "contract": installed}}))
         bpy.ops.preferences.addon_disable(module=name)
         """
     )
@@ -63,6 +68,8 @@ def test_zip_builds_installs_enables_and_runs(tmp_path):
     assert report["prefs"] == "WAV2SEM_AP_preferences" and report["keys"] == 2 + 16
     # the add-on ran from the installed copy, not from this checkout
     assert str(tmp_path / "user") in report["client"]
+    # Blender installed the shared contract package from the wheel the manifest lists
+    assert len(report["contract"]) == 1, report["contract"]
 
     # the old training command names, run in the installed copy, say where the tools are in one line.
     # The site-packages stay on the path but their .pth files are not run (-S), so an editable install

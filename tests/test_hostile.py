@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server import protocol
-from server.errors import ModelError
 from server.models.bundle import default_bundle, load_bundle, save_bundle
 from tests.bundles import make_tiny_bundle, speech_like
 from tests.helpers import REPO, shared_fixture
 from tests.test_serve import RawServer
 from wav2sem_blender.client import Client, Wav2SemError
+from wav2sem_contract import protocol
+from wav2sem_contract.errors import ModelError
 
 PY = sys.executable
 
@@ -135,7 +135,7 @@ def test_failed_save_leaves_no_trace_and_old_bundle_intact(assets, tmp_path):
     target = tmp_path / "b"
     shutil.copytree(assets["bundle"], target)
     before = tree_digest(target)
-    model = load_bundle(target)
+    model = load_bundle(target).model
     with pytest.raises(ModelError):  # an existing bundle is never replaced without force
         save_bundle(model, target)
     with pytest.raises(TypeError):  # fails after the weights were written: provenance is not JSON

@@ -40,7 +40,7 @@ def converted(tmp_path, name: str, arch: str, checkpoint: str, **kwargs):
     folder, meta, x = fixture(name)
     out = convert(arch=arch, checkpoint=str(folder / checkpoint), encoder=str(folder / "wav2vec2"),
                   dataset="vocaset", out=str(tmp_path / name), **kwargs)
-    return load_bundle(out), folder, meta, x
+    return load_bundle(out).model, folder, meta, x
 
 
 def test_faceformer_matches_official_predict(tmp_path):

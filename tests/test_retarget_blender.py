@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from mathutils import Matrix, bvhtree, geometry
 
-from server.controls import CONTROLS
 from tests import blender_env as be
 from tests.helpers import read_ply, shared_fixture
 from wav2sem_blender.compat import fcurves_of
@@ -27,9 +26,19 @@ from wav2sem_blender.retarget_ops import (
     WAV2SEM_OT_solve_shape_keys,
     WAV2SEM_OT_transfer_motion,
 )
-from wav2sem_blender.shared import articulation
+from wav2sem_blender.writers import compact
+from wav2sem_blender.writers.base import Timing
 from wav2sem_blender.writers.common import add_fcurve, key_path
-from wav2sem_blender.writers.compact import write_compact
+from wav2sem_contract import articulation
+from wav2sem_contract.controls import CONTROLS
+from wav2sem_contract.result import InferResult
+
+
+def write_compact(ob, weights, basis, bias, model_fps: float, first: float, fps: float) -> None:
+    """The compact writer on arrays made here (the server's exact compact result has this form)."""
+    arrays = {"weights": np.asarray(weights, np.float32), "basis": np.asarray(basis, np.float32),
+              "bias": np.asarray(bias, np.float32), "max_error": np.float32(0), "exact": np.bool_(True)}
+    compact.write(ob, InferResult("compact", model_fps, arrays), Timing(model_fps, first, fps))
 
 MOTION_KEYS = ("jawOpen", "mouthPucker", "mouthSmile_L", "mouthFunnel", "mouthStretch_R")
 

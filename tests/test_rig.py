@@ -6,13 +6,13 @@ import bpy  # noqa: I001
 import numpy as np
 import pytest
 
-from server.articulation import FLAME_LANDMARKS, RigError, control_deltas, mouth_frame
-from server.controls import CONTROLS
-from server.errors import Wav2SemError
 from tests import blender_env as be
 from tests.helpers import boundary_loops, read_ply, shared_fixture
 from wav2sem_blender.head import head_geometry, make_head_object
 from wav2sem_blender.rig import RIG_PROPERTY, add_articulation_rig, landmarks_of
+from wav2sem_contract.articulation import FLAME_LANDMARKS, RigError, control_deltas, mouth_frame
+from wav2sem_contract.controls import CONTROLS
+from wav2sem_contract.errors import Wav2SemError
 
 
 def generated_head():

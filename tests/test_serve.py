@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server import protocol
 from tests.bundles import make_tiny_bundle, speech_like
 from wav2sem_blender.client import Client, ServerProcess, Wav2SemError
+from wav2sem_contract import protocol
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from server.controls import CONTROLS, MOTION_FPS, PHONES
 from training.data import visemes as V
+from wav2sem_contract.controls import CONTROLS, MOTION_FPS, PHONES
 
 FPS = MOTION_FPS
 CI = {n: i for i, n in enumerate(CONTROLS)}

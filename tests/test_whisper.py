@@ -62,7 +62,7 @@ def test_any_length_and_windows_beyond_30_s(whisper):
 
 
 def test_unknown_files_are_refused(tmp_path):
-    from server.errors import ModelError
+    from wav2sem_contract.errors import ModelError
 
     with pytest.raises(ModelError):
         read_ctranslate2(tmp_path / "model.bin")

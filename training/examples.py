@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from server.controls import MOTION_FPS
 from server.models.encoders import NOMINAL_AUDIO_RATE
+from wav2sem_contract.controls import MOTION_FPS
 
 from .data.features import cache_embeddings, cache_features, read_clips
 from .data.visemes import controls_from_phones

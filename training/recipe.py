@@ -61,7 +61,7 @@ def train_default(recipe: Recipe, log=print) -> Path:
     if recipe.semantic_from:
         from server.models.bundle import load_bundle, read_meta
 
-        head = load_bundle(recipe.semantic_from).semantic.encoder.float()
+        head = load_bundle(recipe.semantic_from).model.semantic.encoder.float()
         semantic_metrics = {**read_meta(recipe.semantic_from)["provenance"]["semantic_stage"],
                             "from": str(recipe.semantic_from)}
     else:

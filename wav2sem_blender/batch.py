@@ -36,8 +36,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the add-on package lives one folder up
+    sys.path.insert(0, str(ROOT))
+
+from wav2sem_blender.writers.registry import CLI_MODES  # noqa: E402
+
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
-MODES = {"compact": "COMPACT", "per-frame": "PER_FRAME", "point-cache": "POINT_CACHE", "controls": "CONTROLS"}
 # How a .blend starts: plain, gzip (before Blender 3.0), zstd (3.0 and later).
 BLEND_MAGIC = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
@@ -59,7 +63,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out-dir", help="output folder for --audio-dir")
     p.add_argument("--bundle", help="model bundle folder (default: the embedded default)")
     p.add_argument("--subject", help="speaking style")
-    p.add_argument("--mode", choices=sorted(MODES), default="compact")
+    p.add_argument("--mode", choices=list(CLI_MODES), default="auto",
+                   help="auto (default): control curves for the default model, compact keys for vertex models")
     p.add_argument("--start-frame", type=int, help="first frame (default: the scene's start frame)")
     p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off")
     p.add_argument("--server-python", help="interpreter that runs the inference server")
@@ -198,8 +203,6 @@ def save_atomically(bpy, out: Path) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     if args.server_python:
         os.environ["WAV2SEM_SERVER_PYTHON"] = args.server_python
     import bpy
@@ -234,7 +237,7 @@ def main(argv: list[str]) -> int:
             print(f"error: Blender could not open '{blend}' ({exc}). Check that it is a .blend file.", file=sys.stderr)
             wav2sem_blender.runtime.shutdown()
             return 2
-        kwargs = {"audio": str(audio.resolve()), "object": args.object, "mode": MODES[args.mode]}
+        kwargs = {"audio": str(audio.resolve()), "object": args.object, "mode": CLI_MODES[args.mode]}
         if args.bundle:
             kwargs["bundle"] = str(Path(args.bundle).resolve())
         if args.subject:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .shared import Wav2SemError, protocol
+from wav2sem_contract import protocol
+from wav2sem_contract.errors import Wav2SemError
 
 ROOT = Path(__file__).resolve().parent.parent  # holds server/ in the repo and in the extension zip
 STARTUP_TIMEOUT = 180.0  # importing torch from a cold disk can take a while

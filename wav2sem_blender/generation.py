@@ -11,50 +11,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.request import InferRequest
+from wav2sem_contract.result import InferResult
 
 from .client import Client, Job
-from .shared import Wav2SemError
 
 
 @dataclass
 class Plan:
-    """Everything the server needs, decided and validated on the Blender side."""
+    """The request, decided and validated on the Blender side, and what the mesh must match."""
 
-    audio: str
-    bundle: str
-    out: str
-    mesh_vertices: int | None  # None: the target is not checked against a vertex count
-    result: str = "compact"  # compact | offsets
-    subject: str | None = None
-    subject2: str | None = None
-    blend: float = 1.0
-    semantic: bool = True
-    device: str = "auto"
-    max_seconds: float = 600.0
-    extra: dict = field(default_factory=dict)
-
-    def request(self) -> dict[str, Any]:
-        msg = {
-            "type": "infer",
-            "bundle": self.bundle,
-            "audio": self.audio,
-            "out": self.out,
-            "result": self.result,
-            "semantic": self.semantic,
-            "device": self.device,
-            "max_seconds": self.max_seconds,
-        }
-        if self.subject:
-            msg["subject"] = self.subject
-        if self.subject2:
-            msg["subject2"] = self.subject2
-            msg["blend"] = self.blend
-        return msg
+    request: InferRequest
+    mesh_vertices: int | None = None  # None: the target is not checked against a vertex count
 
 
 class Generation:
@@ -105,7 +78,7 @@ class Generation:
             if self.cancel_requested:
                 self.state = "cancelled"
                 return
-            self.job = self.client.submit({"type": "info", "bundle": self.plan.bundle})
+            self.job = self.client.submit({"type": "info", "bundle": self.plan.request.bundle})
             self.state, self.stage = "info", "reading model"
         if self.state == "info":
             if not self.job.poll():
@@ -117,7 +90,7 @@ class Generation:
             if self.cancel_requested:
                 self.state = "cancelled"
                 return
-            self.job = self.client.submit(self.plan.request())
+            self.job = self.client.submit(self.plan.request.to_message())
             self.state = "infer"
         if self.state == "infer":
             finished = self.job.poll()
@@ -138,7 +111,7 @@ class Generation:
         if expected and found is not None and expected != found:
             raise Wav2SemError(
                 "wrong_topology",
-                f"The mesh has {found} vertices but the model '{Path(self.plan.bundle).name}' animates "
+                f"The mesh has {found} vertices but the model '{Path(self.plan.request.bundle).name}' animates "
                 f"{expected}-vertex heads ({'FLAME/VOCA topology' if expected == 5023 else 'its training topology'}).",
                 "Use a mesh with that topology, or transfer the motion with the Retarget tools.",
             )
@@ -156,13 +129,11 @@ class Generation:
             raise Wav2SemError("cancelled", "Lip sync generation was cancelled.", "")
         return self.result
 
-    def load_arrays(self) -> dict[str, np.ndarray]:
-        """The result file's arrays (read once, then the temporary file is removed)."""
-        path = Path(self.result["path"])
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-        path.unlink(missing_ok=True)
-        return arrays
+    def load_result(self) -> InferResult:
+        """The result with its arrays (read once, then the temporary file is removed)."""
+        result = InferResult.from_message(self.result).loaded()
+        Path(result.path).unlink(missing_ok=True)
+        return result
 
 
 def _as_user_error(exc: BaseException) -> Wav2SemError:

@@ -12,20 +12,19 @@ import os
 import stat
 import threading
 import time
-from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.request import InferRequest
+
 from . import runtime
 from .generation import Generation, Plan
-from .properties import FPS_POLICIES, OUTPUT_MODES
-from .shared import Wav2SemError
-from .writers.common import clear_own_data, scene_fps
-from .writers.compact import write_compact
-from .writers.controls import write_controls
-from .writers.per_frame import check_per_frame, write_per_frame
-from .writers.point_cache import write_point_cache
+from .properties import FPS_POLICIES
+from .writers import registry
+from .writers.base import Timing
+from .writers.common import scene_fps
 from .writers.sound import add_sound_strip
 
 # Set from any thread (a signal handler, a script, a test) to cancel the running generation;
@@ -62,7 +61,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     subject2: StringProperty(name="Blend With", options={"SKIP_SAVE"})
     blend: FloatProperty(name="Blend", min=0.0, max=1.0, default=1.0, options={"SKIP_SAVE"})
     semantic: BoolProperty(name="Wav2Sem", default=True, options={"SKIP_SAVE"})
-    mode: EnumProperty(name="Output", items=OUTPUT_MODES, default="COMPACT", options={"SKIP_SAVE"})
+    mode: EnumProperty(name="Output", items=registry.OUTPUT_MODES, default=registry.DEFAULT_MODE,
+                       options={"SKIP_SAVE"})
     fps_policy: EnumProperty(name="Frame Rate", items=FPS_POLICIES, default="RESAMPLE", options={"SKIP_SAVE"})
     start_frame: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
     add_sound: BoolProperty(name="Add Sound Strip", default=True, options={"SKIP_SAVE"})
@@ -108,21 +108,20 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         check_audio_path(audio)
         bundle = bpy.path.abspath(self.arg(context, "bundle")) or runtime.default_bundle()
         mode = self.arg(context, "mode")
-        if mode == "PER_FRAME":
-            check_per_frame(ob)  # refuse before spending time on inference
+        registry.check(mode, ob)  # refuse before spending time on inference
         out = runtime.cache_dir() / f"result-{os.getpid()}-{time.monotonic_ns()}.npz"
-        plan = Plan(
+        request = InferRequest(
             audio=audio,
             bundle=bundle.rstrip("/\\") or bundle,
             out=str(out),
-            mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None,
-            result="compact" if mode == "COMPACT" else "offsets",
+            result=registry.request_for(mode),
             subject=self.arg(context, "subject") or None,
             subject2=self.arg(context, "subject2") or None,
             blend=self.arg(context, "blend"),
             semantic=self.arg(context, "semantic"),
             device=runtime.device(),
-        )
+        ).validate()
+        plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
         return plan, ob
 
     def start(self, context) -> None:
@@ -164,65 +163,38 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         return {"CANCELLED"}
 
     def write(self, context, ob: bpy.types.Object, gen: Generation) -> str:
-        arrays = gen.load_arrays()
+        result = gen.load_result()
         scene = context.scene
-        model_fps = float(arrays["fps"])
-        if self.arg(context, "fps_policy") == "MATCH" and abs(scene_fps(scene) - model_fps) > 1e-6:
-            scene.render.fps, scene.render.fps_base = round(model_fps), round(model_fps) / model_fps
+        if self.arg(context, "fps_policy") == "MATCH" and abs(scene_fps(scene) - result.fps) > 1e-6:
+            scene.render.fps, scene.render.fps_base = round(result.fps), round(result.fps) / result.fps
         fps = scene_fps(scene)
         if self.properties.is_property_set("start_frame"):
             first = self.start_frame
         else:
             settings = scene.wav2sem
             first = scene.frame_start if settings.use_scene_start else settings.start_frame
-        mode = self.arg(context, "mode")
-        note = ""
+        writer = registry.resolve(self.arg(context, "mode"), result.kind)
         was_edit = ob.mode == "EDIT"
         if was_edit:  # keep the user's unsaved edits, write in object mode, then go back
             ob.update_from_editmode()
             with context.temp_override(active_object=ob, object=ob):
                 bpy.ops.object.mode_set(mode="OBJECT")
         try:
-            clear_own_data(ob)
-            if "names" in arrays:  # a control model (the embedded default): curves on named keys
-                names = [str(n) for n in arrays["names"]]
-                added = ensure_control_keys(ob, names)
-                info = write_controls(ob, arrays["weights"], names, model_fps, first, fps)
-                extra = f", {info['keys']} controls" + (", articulation rig added" if added else "") + (
-                    f" (missing: {', '.join(info['missing'])})" if info["missing"] else ""
-                )
-                if info["replaced"]:
-                    note = (
-                        f"; replaced your curves for {', '.join(info['replaced'])}"
-                        f" (the originals are kept in the action '{info['backup']}')"
-                    )
-            elif mode == "COMPACT":
-                info = write_compact(ob, arrays["weights"], arrays["basis"], arrays["bias"], model_fps, first, fps)
-                extra = f", {info['keys']} keys, max error {float(arrays['max_error']) * 1000:.3f} mm"
-            elif mode == "PER_FRAME":
-                info = write_per_frame(ob, arrays["offsets"], model_fps, first, fps)
-                extra = f", {info['keys']} shape keys"
-            elif mode == "POINT_CACHE":
-                info = write_point_cache(ob, arrays["offsets"], model_fps, first, fps, runtime.cache_dir())
-                extra = f", cache {Path(info['file']).name}"
-            else:
-                raise Wav2SemError(
-                    "wrong_result",
-                    "Control Curves needs a model that outputs named controls; this one outputs vertex offsets.",
-                    "Pick Compact, Per Frame or Point Cache, or the default model.",
-                )
+            registry.clear_all(ob)
+            summary = writer.write(ob, result, Timing(result.fps, first, fps))
         finally:
             if was_edit:
                 with context.temp_override(active_object=ob, object=ob):
                     bpy.ops.object.mode_set(mode="EDIT")
         if self.arg(context, "add_sound"):
-            add_sound_strip(scene, ob, gen.plan.audio, first, info["last_frame"])
-        ob["wav2sem_model_fps"] = model_fps
+            add_sound_strip(scene, ob, gen.plan.request.audio, first, summary.last_frame)
+        ob["wav2sem_model_fps"] = result.fps
         ob["wav2sem_scene_fps"] = fps
-        ob["wav2sem_audio"] = gen.plan.audio
+        ob["wav2sem_audio"] = gen.plan.request.audio
         seconds = time.monotonic() - gen.started
-        rate = f"{model_fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - model_fps) > 1e-6 else "")
-        return f"{info['frames']} frames at {rate}{extra}, {seconds:.1f} s{note}"
+        rate = f"{result.fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - result.fps) > 1e-6 else "")
+        notes = "".join(f"; {note}" for note in summary.notes)
+        return f"{summary.frames} frames at {rate}, {summary.detail}, {seconds:.1f} s{notes}"
 
     # -- blocking path ----------------------------------------------------------------------------
     def execute(self, context):
@@ -311,17 +283,6 @@ def check_audio_path(audio: str) -> None:
     raise Wav2SemError(
         "audio_not_file", f"The audio path '{audio}' is {kind}, not an audio file.", "Pick a regular audio file."
     )
-
-
-def ensure_control_keys(ob: bpy.types.Object, names: list[str]) -> bool:
-    """Give ``ob`` the articulation rig when it has none of the control shape keys; True if added."""
-    key = ob.data.shape_keys
-    if key is not None and any(n in key.key_blocks for n in names):
-        return False
-    from .rig import add_articulation_rig
-
-    add_articulation_rig(ob)
-    return True
 
 
 class WAV2SEM_OT_cancel(bpy.types.Operator):

@@ -5,12 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-OUTPUT_MODES = [
-    ("COMPACT", "Compact Shape Keys", "A few basis shape keys with one F-curve each: light and editable (default)"),
-    ("PER_FRAME", "Shape Key per Frame", "One absolute shape key per frame, exact but heavy"),
-    ("POINT_CACHE", "Point Cache", "Mesh keyframes in a .pc2 file next to the .blend, with a Mesh Cache modifier"),
-    ("CONTROLS", "Control Curves", "F-curves on the object's own shape keys named like the model's controls"),
-]
+from .writers.registry import DEFAULT_MODE, OUTPUT_MODES
+
 FPS_POLICIES = [
     ("RESAMPLE", "Keep Scene Rate", "Resample the motion in time to the scene's frame rate"),
     ("MATCH", "Use Model Rate", "Set the scene's frame rate to the model's"),
@@ -38,7 +34,7 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     subject2: StringProperty(name="Blend With", description="Second style to blend with", search=_subjects)
     blend: FloatProperty(name="Blend", description="Weight of the first style", default=1.0, min=0.0, max=1.0)
     use_semantic: BoolProperty(name="Wav2Sem", description="Fuse the utterance's semantic vector", default=True)
-    output_mode: EnumProperty(name="Output", items=OUTPUT_MODES, default="COMPACT")
+    output_mode: EnumProperty(name="Output", items=OUTPUT_MODES, default=DEFAULT_MODE)
     use_scene_start: BoolProperty(name="Scene Start", description="Start at the scene's first frame", default=True)
     start_frame: IntProperty(name="Start Frame", default=1)
     fps_policy: EnumProperty(name="Frame Rate", items=FPS_POLICIES, default="RESAMPLE")

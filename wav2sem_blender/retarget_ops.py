@@ -22,6 +22,9 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from wav2sem_contract import articulation, controls
+from wav2sem_contract.errors import Wav2SemError
+
 from .compat import fcurves_of
 from .properties import JAW_AXES, RETARGET_MODES
 from .retarget.binding import bind, triangulate
@@ -30,7 +33,6 @@ from .retarget.mapping import ARKIT_TO_VISEMES, map_controls, parse_mapping
 from .retarget.solve import solve_weights
 from .retarget.transform import RetargetError, similarity_from_landmarks
 from .rig import FLAME_LANDMARKS, FLAME_VERTICES, GROUP_PREFIX, LANDMARKS, group_weights, landmarks_of
-from .shared import Wav2SemError, articulation, controls
 from .writers import PREFIX
 from .writers.common import (
     add_fcurve,

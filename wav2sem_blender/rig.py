@@ -12,7 +12,9 @@ import bpy
 import numpy as np
 from bpy.props import StringProperty
 
-from .shared import Wav2SemError, articulation, controls
+from wav2sem_contract import articulation, controls
+from wav2sem_contract.errors import Wav2SemError
+
 from .writers.common import rest_positions
 
 FLAME_LANDMARKS, FLAME_VERTICES = articulation.FLAME_LANDMARKS, articulation.FLAME_VERTICES
@@ -83,7 +85,10 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
     for name in controls.CONTROLS:
         if name in blocks and name not in ours:
             continue  # the user's own key of that name drives the control instead
-        block = blocks.get(name) or ob.shape_key_add(name=name, from_mix=False)
+        block = blocks.get(name)
+        if block is None:  # a new key rests at 0 (Blender gives new keys 1.0: the face would start deformed)
+            block = ob.shape_key_add(name=name, from_mix=False)
+            block.value = 0.0
         block.slider_min, block.slider_max = 0.0, 1.0
         block.data.foreach_set("co", (rest + deltas[name]).astype(np.float32).ravel())
         written.append(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,14 +21,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ModelError
+from wav2sem_contract.errors import ModelError
+
 from ..safe_output import BUNDLE_FORMAT, check_output_folder, commit_folder, staging_folder
 from .bundle_schema import check_meta, inside, sha256_of, verified_file
 from .checkpoints import load_exactly
-from .codetalker import CodeTalker, VQSpec
 from .encoders import load_encoder_config
-from .faceformer import FaceFormer
 from .host import HostModel, HostSpec
+from .registry import host_class
 from .wav2sem import SemanticHead, SemanticHeadSpec
 
 FORMAT = BUNDLE_FORMAT
@@ -49,11 +49,18 @@ def build_model(meta: dict, folder: Path, attn_implementation: str = "sdpa") -> 
     else:
         sem_config = load_encoder_config(inside(folder, semantic["folder"], "semantic.folder"), attn_implementation)
     fusion = semantic["fusion"] if semantic else "consistent"
-    if meta["arch"] == "faceformer":
-        return FaceFormer(spec, encoder, sem_config, fusion)
-    if meta["arch"] == "codetalker":
-        return CodeTalker(spec, encoder, VQSpec(**meta["vq"]), sem_config, fusion)
-    raise ModelError("bundle_invalid", f"Unknown architecture '{meta['arch']}' in the bundle.", "Rebuild it.")
+    return host_class(meta["arch"]).from_meta(spec, encoder, sem_config, fusion, meta)
+
+
+@dataclass
+class LoadedBundle:
+    """A loaded bundle: the eval-mode model and what was read with it (once, not per request)."""
+
+    model: HostModel
+    meta: dict
+    path: Path
+    variant: str  # "main", or "plain": the decoder trained without Wav2Sem
+    normalize_audio: bool  # the encoder's preprocessing: zero-mean unit-variance input
 
 
 def default_bundle() -> Path:
@@ -92,7 +99,7 @@ def variant_for(folder: str | Path, semantic: bool) -> str:
     return "plain" if not semantic and read_meta(folder).get("plain") else "main"
 
 
-def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main") -> HostModel:
+def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main") -> LoadedBundle:
     """Load a bundle folder into an eval-mode model on ``device``.
 
     ``variant="plain"`` loads the decoder the bundle's recipe trained without Wav2Sem (same
@@ -116,10 +123,20 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
             "Rebuild the bundle with `python -m server convert`.",
         ) from exc
     load_exactly(model, state, f"The bundle {folder.name}")
-    model.bundle_meta = meta
-    model.bundle_path = folder
-    model.bundle_variant = variant
-    return model.eval().to(device)
+    return LoadedBundle(model.eval().to(device), meta, folder, variant, _normalizes(folder, meta))
+
+
+def _normalizes(folder: Path, meta: dict) -> bool:
+    """The encoder folder's ``do_normalize`` (wav2vec2 processors normalise by default)."""
+    cfg = inside(folder, meta["encoder"]["folder"], "encoder.folder") / "preprocessor_config.json"
+    if not cfg.is_file():
+        return True
+    try:
+        value = json.loads(cfg.read_text()).get("do_normalize", True)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError("bundle_invalid", f"The bundle {folder.name} has an unreadable preprocessor_config.json.",
+                         "Rebuild the bundle with `python -m server convert`.") from exc
+    return bool(value)
 
 
 def _read_weights(folder: Path, meta: dict, relative: str, field: str) -> dict[str, torch.Tensor]:
@@ -142,7 +159,6 @@ def save_bundle(
     inputs: tuple[str | Path | None, ...] = (),
     encoder_dir: str | Path | None = None,
     semantic_dir: str | Path | None = None,
-    vq: VQSpec | None = None,
     provenance: dict | None = None,
     extra: dict | None = None,
     half: bool = False,
@@ -158,7 +174,7 @@ def save_bundle(
     target = check_output_folder(out, force=force, inputs=[p for p in inputs if p])
     tmp = staging_folder(target)
     try:
-        _write_bundle(tmp, model, encoder_dir, semantic_dir, vq, provenance, extra, half, plain)
+        _write_bundle(tmp, model, encoder_dir, semantic_dir, provenance, extra, half, plain)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder, never the user's
         raise
@@ -171,7 +187,6 @@ def _write_bundle(
     model: HostModel,
     encoder_dir: str | Path | None,
     semantic_dir: str | Path | None,
-    vq: VQSpec | None,
     provenance: dict | None,
     extra: dict | None,
     half: bool,
@@ -185,7 +200,7 @@ def _write_bundle(
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": "faceformer" if isinstance(model, FaceFormer) else "codetalker",
+        "arch": model.arch,
         "result": model.spec.result,
         "host": asdict(model.spec),
         "encoder": {"folder": "encoder", "type": encoder_config.model_type},
@@ -193,8 +208,7 @@ def _write_bundle(
         "weights": WEIGHTS,
         "provenance": provenance or {},
     }
-    if vq is not None:
-        meta["vq"] = asdict(vq)
+    meta.update(model.bundle_extra())
     if model.semantic is not None:
         if isinstance(model.semantic.encoder, SemanticHead):
             meta["semantic"] = {"type": "head", "spec": asdict(model.semantic.encoder.spec)}

@@ -14,12 +14,12 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
-from .codetalker import VQSpec
+from wav2sem_contract.errors import ModelError
+
 from .host import HostSpec
+from .registry import ARCHITECTURES, host_class
 from .wav2sem import SemanticHeadSpec
 
-ARCHS = ("faceformer", "codetalker")
 FUSIONS = ("official", "consistent")
 _REBUILD = "Rebuild the bundle with `python -m server convert`."
 
@@ -86,8 +86,8 @@ def check_meta(meta: Any, folder: Path) -> None:
     if not isinstance(meta, dict):
         raise _invalid(folder, "bundle.json", "expected an object")
     arch = _need(meta, "arch", str, folder)
-    if arch not in ARCHS:
-        raise _invalid(folder, "arch", f"'{arch}' is not one of {', '.join(ARCHS)}")
+    if arch not in ARCHITECTURES:
+        raise _invalid(folder, "arch", f"'{arch}' is not one of {', '.join(ARCHITECTURES)}")
     check_spec(meta.get("host"), HostSpec, "host", folder)
     encoder = _need(meta, "encoder", dict, folder)
     _need(encoder, "folder", str, folder)
@@ -104,8 +104,8 @@ def check_meta(meta: Any, folder: Path) -> None:
                 raise _invalid(folder, "semantic.folder", "expected str")
         else:
             raise _invalid(folder, "semantic.type", "expected head or encoder")
-    if arch == "codetalker":
-        check_spec(meta.get("vq"), VQSpec, "vq", folder)
+    for name, spec_class in host_class(arch).bundle_fields.items():
+        check_spec(meta.get(name), spec_class, name, folder)
     plain = _need(meta, "plain", dict, folder, optional=True)
     if plain is not None and not isinstance(plain.get("weights"), str):
         raise _invalid(folder, "plain.weights", "expected str")

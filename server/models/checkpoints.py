@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from wav2sem_contract.errors import ModelError
 
 # Official keys that carry no information for inference: SpecAugment's mask vector.
 _UNUSED = re.compile(r"(^|\.)masked_spec_embed$")
@@ -229,3 +229,19 @@ def map_host(state: dict[str, torch.Tensor], model: nn.Module, style_key: str, s
 def map_wav2bert(state: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
     """Official ``Wav2Bert`` keys (standalone file or ``Wav2Bert.*`` in stage 2) -> HF Wav2Vec2Model."""
     return hf_audio_keys(rename(state, WAV2BERT_RULES), target)
+
+
+def layer_count(state: dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def need(state: dict, key: str, source: str) -> torch.Tensor:
+    if key not in state:
+        raise ModelError(
+            "checkpoint_mismatch",
+            f"{source} has no '{key}', so it is not a checkpoint of this architecture.",
+            "Check --arch and that you passed the right file.",
+        )
+    return state[key]

@@ -15,12 +15,15 @@ final frame only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wav2sem_contract.errors import ModelError
+
+from .checkpoints import layer_count, map_host, map_stage1, need, read_state_dict, take_prefix
 from .decoding import periodic_encoding
 from .host import HostModel, Progress, no_progress
 from .windows import blend, spans
@@ -205,10 +208,47 @@ class FeedbackDecoder:
 
 
 class CodeTalker(HostModel):
+    arch = "codetalker"
+    description = "CodeTalker stage 2 over its stage-1 motion VQ-VAE"
+    official_style_key = "learnable_style_emb.weight"
+    official_style_transposed = False
+    convert_options = ("vqvae", "vq_heads")
+    bundle_fields = {"vq": VQSpec}
+
     def __init__(self, spec, encoder_config, vq_spec: VQSpec, semantic_config=None, fusion="consistent"):
         super().__init__(spec, encoder_config, semantic_config, fusion)
         self.vq = MotionVQ(vq_spec, spec.out_dim)
         self.feat_map = nn.Linear(spec.d_model, vq_spec.frame_code_width, bias=False)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.vq.decoder.vertex_out
+
+    @classmethod
+    def from_meta(cls, spec, encoder_config, semantic_config, fusion, meta):
+        return cls(spec, encoder_config, VQSpec(**meta["vq"]), semantic_config, fusion)
+
+    def bundle_extra(self) -> dict:
+        return {"vq": asdict(self.vq.spec)}
+
+    @classmethod
+    def from_official(cls, spec, encoder_config, semantic_config, fusion, state, source, options):
+        """Stage 2 from ``state``; stage 1 from its ``autoencoder.*`` keys or the ``vqvae`` file."""
+        stage1 = take_prefix(state, "autoencoder.")
+        if options.get("vqvae"):
+            stage1 = read_state_dict(options["vqvae"])
+        if not stage1:
+            raise ModelError(
+                "checkpoint_mismatch",
+                f"{source} does not include the stage-1 VQ-VAE weights.",
+                "Pass the stage-1 checkpoint with --vqvae.",
+            )
+        vq_spec = vq_spec_of(stage1, state, options.get("vq_heads", 8), source)
+        model = cls(spec, encoder_config, vq_spec, semantic_config, fusion)
+        host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
+        mapped = map_host(host_keys, model, cls.official_style_key, cls.official_style_transposed)
+        mapped.update({f"vq.{k}": v for k, v in map_stage1(stage1).items()})
+        return model, mapped
 
     @torch.no_grad()
     def decode_codes(
@@ -290,3 +330,21 @@ class CodeTalker(HostModel):
                 tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             progress("decode", (i + 1) / n)
         return self.vq.decoder(self.vq.quantize(features))[0]
+
+
+def vq_spec_of(stage1: dict, stage2: dict, n_heads: int, source: str) -> VQSpec:
+    """The stage-1 dimensions, read from the official tensors' shapes."""
+    n_codes, code_dim = need(stage1, "quantize.embedding.weight", source).shape
+    hidden = need(stage1, "encoder.vertice_mapping.0.weight", source).shape[0]
+    width = need(stage2, "feat_map.weight", source).shape[0]
+    return VQSpec(
+        hidden=hidden,
+        n_layers=layer_count(stage1, "decoder.decoder_transformer.net.") // 2,
+        n_heads=n_heads,
+        intermediate=need(stage1, "decoder.decoder_transformer.net.1.fn.fn.l1.weight", source).shape[0],
+        codes_per_frame=width // code_dim,
+        code_dim=code_dim,
+        n_codes=n_codes,
+        code_projection="decoder.decoder_linear_embedding_pre.net.weight" in stage1,
+        output_bias="decoder.vertice_map_reverse.bias" in stage1,
+    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from transformers import WhisperConfig
 
-from ..controls import CONTROLS, MOTION_FPS
+from wav2sem_contract.controls import CONTROLS, MOTION_FPS
+
 from .faceformer import FaceFormer
 from .host import HostSpec
 from .wav2sem import SemanticHeadSpec

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, HubertModel, PretrainedConfig, Wav2Vec2Model
 
-from ..errors import ModelError
+from wav2sem_contract.errors import ModelError
 
 SUPPORTED_TYPES = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}
 # The hosts label the conv rate 50 Hz although it is 49 frames/s; the frame count depends on it.

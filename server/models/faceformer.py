@@ -14,13 +14,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..compact import exact_linear_basis
 from .host import HostModel, Progress, no_progress
 
 
 class FaceFormer(HostModel):
+    arch = "faceformer"
+    description = "FaceFormer (official VOCASET/BIWI checkpoints, and the embedded default's decoder)"
+    exact_compact = True
+    official_style_key = "obj_vector.weight"
+    official_style_transposed = True
+
     def __init__(self, spec, encoder_config, semantic_config=None, fusion="consistent") -> None:
         super().__init__(spec, encoder_config, semantic_config, fusion)
         self.motion_out = nn.Linear(spec.d_model, spec.out_dim)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.motion_out
 
     def feedback_map(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, c) with ``motion_in(motion_out(y)) == y @ A.T + c``, composed in float64."""
@@ -59,6 +70,12 @@ class FaceFormer(HostModel):
     ) -> torch.Tensor:
         """(N,) normalised audio -> offsets (T, 3V) relative to the template."""
         return self.motion_out(self.generate_states(input_values, style_weights, semantic, progress))
+
+    @torch.no_grad()
+    def generate_compact(self, input_values, style_weights, semantic=True, progress=no_progress) -> dict:
+        """Exact: offsets = states @ W.T + b, so the output layer's columns are the basis."""
+        states = self.generate_states(input_values, style_weights, semantic, progress)
+        return exact_linear_basis(states, self.motion_out.weight, self.motion_out.bias)
 
     @torch.no_grad()
     def generate_states(self, input_values, style_weights, semantic=True, progress=no_progress):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from ..errors import Wav2SemError
+from wav2sem_contract.errors import Wav2SemError
+
 from .decoding import CausalDecoder
 from .encoders import build_phonetic
 from .wav2sem import build_semantic
@@ -65,6 +67,54 @@ class StyleTable(nn.Module):
 
 
 class HostModel(nn.Module):
+    """A host decoder. Subclasses declare what they are and can do as class attributes and are
+    listed once in ``registry.ARCHITECTURES``; nothing outside them checks their type."""
+
+    arch: ClassVar[str] = ""  # the registry name, stored in bundle.json
+    description: ClassVar[str] = ""
+    # the output layer is linear in a per-frame state, so generate_compact is exact
+    exact_compact: ClassVar[bool] = False
+    official_style_key: ClassVar[str] = ""  # the style table in the official checkpoint
+    official_style_transposed: ClassVar[bool] = False
+    convert_options: ClassVar[tuple[str, ...]] = ()  # extra convert() arguments this host reads
+    bundle_fields: ClassVar[dict[str, type]] = {}  # extra bundle.json fields: name -> spec dataclass
+
+    @classmethod
+    def from_meta(cls, spec: HostSpec, encoder_config: PretrainedConfig, semantic_config: Any, fusion: str,
+                  meta: dict[str, Any]) -> HostModel:
+        """The (untrained) module a bundle's ``bundle.json`` describes."""
+        return cls(spec, encoder_config, semantic_config, fusion)
+
+    def bundle_extra(self) -> dict[str, Any]:
+        """Fields this host adds to ``bundle.json`` (see ``bundle_fields``)."""
+        return {}
+
+    @classmethod
+    def from_official(cls, spec: HostSpec, encoder_config: PretrainedConfig, semantic_config: Any, fusion: str,
+                      state: dict[str, torch.Tensor], source: str, options: dict[str, Any]
+                      ) -> tuple[HostModel, dict[str, torch.Tensor]]:
+        """The module for an official checkpoint and that checkpoint's host weights under our names."""
+        from .checkpoints import map_host
+
+        model = cls(spec, encoder_config, semantic_config, fusion)
+        host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
+        return model, map_host(host_keys, model, cls.official_style_key, cls.official_style_transposed)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last layer, whose outputs are the offsets (or control weights)."""
+        raise NotImplementedError
+
+    def generate(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
+                 progress: Progress = no_progress) -> torch.Tensor:
+        """(N,) audio -> (T, out_dim) per-frame output (offsets, or control weights)."""
+        raise NotImplementedError
+
+    def generate_compact(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
+                         progress: Progress = no_progress) -> dict[str, Any]:
+        """Exact ``weights``, ``basis``, ``bias`` arrays; only where ``exact_compact``."""
+        raise NotImplementedError(f"{self.arch} has no exact compact form")
+
     def __init__(
         self,
         spec: HostSpec,

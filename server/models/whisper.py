@@ -23,7 +23,8 @@ from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ..errors import ModelError
+from wav2sem_contract.errors import ModelError
+
 from .windows import blend, spans
 
 # CTranslate2 DataType enum -> numpy

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from server.controls import PHONES
-from server.errors import Wav2SemError
+from wav2sem_contract.controls import PHONES
+from wav2sem_contract.errors import Wav2SemError
 
 from .voices import map_phone
 

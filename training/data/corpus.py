@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from server.errors import Wav2SemError
 from training.data import sentences as S
 from training.data import voices as V
 from training.data.augment import apply_augment, draw_augment
 from training.splits import SPLITS
+from wav2sem_contract.errors import Wav2SemError
 
 log = logging.getLogger(__name__)
 

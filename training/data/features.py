@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from server.audio import load_audio
-from server.errors import ModelError
+from wav2sem_contract.errors import ModelError
 
 
 def teacher_folder() -> Path:

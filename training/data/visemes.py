@@ -81,7 +81,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from server.controls import CONTROLS, MOTION_FPS, PHONES
+from wav2sem_contract.controls import CONTROLS, MOTION_FPS, PHONES
 
 C_EXP = 1.5  # the dominance exponent c
 DIPHTHONG_SPLIT = 0.6  # share of a diphthong's segment given to its nucleus

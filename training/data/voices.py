@@ -31,9 +31,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from server.controls import PHONES
-from server.errors import Wav2SemError
 from training.data import espeak
+from wav2sem_contract.controls import PHONES
+from wav2sem_contract.errors import Wav2SemError
 
 log = logging.getLogger(__name__)
 

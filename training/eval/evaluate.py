@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.controls import MOTION_FPS
+from wav2sem_contract.controls import MOTION_FPS
 
 from ..data.visemes import bilabial_closure_rate
 from ..decoder import decode
@@ -98,16 +98,16 @@ def main(bundles: list[str], corpus: str | None, speech: list[str]) -> str:
     for bundle in bundles:
         meta = read_meta(bundle)
         held = held or _held_out(meta, corpus)
-        models = {"wav2sem": load_bundle(bundle)}
+        loaded = {"wav2sem": load_bundle(bundle)}
         if meta.get("plain"):
-            models["plain"] = load_bundle(bundle, variant="plain")
-        runs.append(evaluate_models(models, held))
+            loaded["plain"] = load_bundle(bundle, variant="plain")
+        runs.append(evaluate_models({name: b.model for name, b in loaded.items()}, held))
         if speech:
             from .real_speech import closure_on_real_speech
 
             for wav in speech:
-                for variant, model in models.items():
-                    rate, n = closure_on_real_speech(model, wav, semantic=VARIANTS[variant])
+                for variant, one in loaded.items():
+                    rate, n = closure_on_real_speech(one, wav, semantic=VARIANTS[variant])
                     speech_rows.setdefault((Path(wav).name, n, variant), []).append(rate)
     text = table(runs)
     if speech_rows:

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from server.controls import MOTION_FPS
+from wav2sem_contract.controls import MOTION_FPS
 
 
 def control_error(pred: np.ndarray, target: np.ndarray) -> float:

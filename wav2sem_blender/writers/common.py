@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,8 +70,8 @@ def key_path(name: str) -> str:
 _KEY_PATH = re.compile(r'^key_blocks\["(.*)"\]\.value$')
 
 
-def remove_own_shape_keys(ob: bpy.types.Object) -> int:
-    """Delete this add-on's shape keys and their F-curves; returns how many keys went."""
+def remove_shape_keys(ob: bpy.types.Object, is_own: Callable[[str], bool], also_paths: tuple[str, ...] = ()) -> int:
+    """Delete the shape keys whose names ``is_own`` accepts, their F-curves and the curves at ``also_paths``."""
     key = ob.data.shape_keys
     if key is None:
         return 0
@@ -79,29 +79,19 @@ def remove_own_shape_keys(ob: bpy.types.Object) -> int:
     if fcurves is not None:
         for fc in list(fcurves):
             m = _KEY_PATH.match(fc.data_path)
-            if (m and m.group(1).startswith(PREFIX)) or (fc.data_path == "eval_time" and _own_eval_time(key)):
+            if (m and is_own(m.group(1))) or fc.data_path in also_paths:
                 fcurves.remove(fc)
-    own = [kb for kb in key.key_blocks if kb.name.startswith(PREFIX)]
+    own = [kb for kb in key.key_blocks if is_own(kb.name)]
     for kb in own:
         ob.shape_key_remove(kb)
     return len(own)
 
 
-def _own_eval_time(key: bpy.types.Key) -> bool:
-    return bool(key.get("wav2sem_eval_time"))
-
-
-def clear_own_data(ob: bpy.types.Object) -> None:
-    """Remove everything an earlier run put on ``ob`` (any output mode); nothing else."""
+def remove_own_shape_keys(ob: bpy.types.Object) -> int:
+    """Delete every shape key this add-on made (``W2S ...``) and their F-curves; returns how many went."""
     key = ob.data.shape_keys
-    was_absolute = key is not None and _own_eval_time(key)
-    remove_own_shape_keys(ob)
-    key = ob.data.shape_keys
-    if key is not None and was_absolute:
-        key.use_relative = True
-        del key["wav2sem_eval_time"]
-    for mod in [m for m in ob.modifiers if m.name.startswith(PREFIX) and m.type == "MESH_CACHE"]:
-        ob.modifiers.remove(mod)
+    own_time = key is not None and bool(key.get("wav2sem_eval_time"))
+    return remove_shape_keys(ob, lambda name: name.startswith(PREFIX), ("eval_time",) if own_time else ())
 
 
 def rest_positions(ob: bpy.types.Object) -> np.ndarray:

@@ -10,18 +10,18 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from wav2sem_contract.result import InferResult
+
 from ..compat import fcurves_of
 from . import PREFIX
-from .common import (
-    add_fcurve,
-    ensure_basis,
-    key_path,
-    keyframe_frames,
-    new_shape_key,
-    remove_own_shape_keys,
-    rest_positions,
-)
+from .base import Summary, Timing, WriterSpec
+from .common import add_fcurve, ensure_basis, key_path, new_shape_key, remove_shape_keys, rest_positions
+from .motion import as_compact
 
+SPEC = WriterSpec(
+    "COMPACT", "compact", "Compact Shape Keys",
+    "A few basis shape keys with one F-curve each: light and editable (default)", request="compact",
+)
 BIAS = PREFIX + "Bias"
 
 
@@ -29,26 +29,29 @@ def basis_name(k: int) -> str:
     return f"{PREFIX}Basis {k:02d}"
 
 
-def write_compact(
-    ob: bpy.types.Object,
-    weights: np.ndarray,
-    basis: np.ndarray,
-    bias: np.ndarray,
-    model_fps: float,
-    first_frame: float,
-    fps: float,
-) -> dict:
-    """Write the compact result on ``ob``; returns a summary (keys, frames)."""
-    remove_own_shape_keys(ob)
+def is_own(name: str) -> bool:
+    return name == BIAS or name.startswith(f"{PREFIX}Basis ")
+
+
+def clear(ob: bpy.types.Object) -> None:
+    remove_shape_keys(ob, is_own)
+
+
+def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+    """Bias + basis keys on ``ob``; a controls result becomes an exact basis of the controls' deltas."""
+    result = as_compact(ob, result)
+    weights, basis, bias = result["weights"], result["basis"], result["bias"]
+    clear(ob)
     ensure_basis(ob)
     rest = rest_positions(ob)
     new_shape_key(ob, BIAS, rest + bias).value = 1.0
     scale = np.abs(weights).max(axis=0)
     scale[scale == 0] = 1.0
-    frames = keyframe_frames(first_frame, len(weights), model_fps, fps)
+    frames = timing.frames(len(weights))
     fcurves = fcurves_of(ob.data.shape_keys, action_name=f"{PREFIX}{ob.name} Shape Keys")
     for k in range(basis.shape[0]):
         kb = new_shape_key(ob, basis_name(k), rest + basis[k] * scale[k])
         kb.slider_min = -1.0
         add_fcurve(fcurves, key_path(kb.name), frames, weights[:, k] / scale[k])
-    return {"keys": basis.shape[0] + 1, "frames": len(weights), "last_frame": float(frames[-1])}
+    detail = f"{basis.shape[0] + 1} keys, max error {float(result['max_error']) * 1000:.3f} mm"
+    return Summary(len(weights), timing.last_frame(len(weights)), detail)

@@ -17,14 +17,68 @@ import json
 import bpy
 import numpy as np
 
+from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.result import InferResult
+
 from ..compat import fcurves_of
-from ..shared import Wav2SemError
 from . import PREFIX
+from .base import Summary, Timing, WriterSpec
 from .common import add_fcurve, key_path, keyframe_frames
+
+SPEC = WriterSpec("CONTROLS", "controls", "Control Curves",
+                  "F-curves on the object's own shape keys named like the model's controls", request="offsets")
 
 # Custom property on the Key datablock: {data path: fingerprint} of the curves we wrote last.
 OWN_CURVES = "wav2sem_curves"
 BACKUP_SUFFIX = " (before lip sync)"
+
+
+def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+    """Curves on the controls' shape keys; the articulation rig is added when the head has none of them.
+
+    Vertex offsets cannot become control curves: such a result is refused, never written as something else.
+    """
+    if result.kind != "controls":
+        raise Wav2SemError(
+            "wrong_result",
+            "Control Curves needs a model that outputs named controls; this one outputs vertex offsets.",
+            "Pick Compact, Per Frame or Point Cache, or the default model.",
+        )
+    names = result.names
+    notes = []
+    if ensure_control_keys(ob, names):
+        notes.append("articulation rig added")
+    info = write_controls(ob, result["weights"], names, timing.model_fps, timing.first_frame, timing.fps)
+    if info["missing"]:
+        notes.append(f"missing: {', '.join(info['missing'])}")
+    if info["replaced"]:
+        notes.append(f"replaced your curves for {', '.join(info['replaced'])} "
+                     f"(the originals are kept in the action '{info['backup']}')")
+    return Summary(info["frames"], info["last_frame"], f"{info['keys']} controls", notes)
+
+
+def ensure_control_keys(ob: bpy.types.Object, names: list[str]) -> bool:
+    """Give ``ob`` the articulation rig when it has none of the control shape keys; True if added."""
+    key = ob.data.shape_keys
+    if key is not None and any(n in key.key_blocks for n in names):
+        return False
+    from ..rig import add_articulation_rig
+
+    add_articulation_rig(ob)
+    return True
+
+
+def clear(ob: bpy.types.Object) -> None:
+    """Remove the control curves we wrote that nobody has edited since (edited ones are the animator's)."""
+    key = ob.data.shape_keys
+    own = _own_fingerprints(key)
+    fcurves = fcurves_of(key, create=False) if key is not None else None
+    if fcurves is None or not own:
+        return
+    for fc in list(fcurves):
+        if own.get(fc.data_path) == _fingerprint(fc):
+            fcurves.remove(fc)
+    del key[OWN_CURVES]
 
 
 def write_controls(

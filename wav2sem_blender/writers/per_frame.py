@@ -11,24 +11,30 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.result import InferResult
+
 from ..compat import fcurves_of
-from ..shared import Wav2SemError
 from . import PREFIX
-from .common import (
-    add_fcurve,
-    ensure_basis,
-    keyframe_frames,
-    new_shape_key,
-    remove_own_shape_keys,
-    rest_positions,
-)
+from .base import Summary, Timing, WriterSpec
+from .common import add_fcurve, ensure_basis, new_shape_key, remove_shape_keys, rest_positions
+from .motion import as_offsets
+
+SPEC = WriterSpec("PER_FRAME", "per-frame", "Shape Key per Frame", "One absolute shape key per frame, exact but heavy",
+                  request="offsets")
+EVAL_TIME = "wav2sem_eval_time"  # on the Key: its eval_time curve and absolute mode are ours
 
 
 def frame_name(i: int) -> str:
     return f"{PREFIX}F{i:05d}"
 
 
-def check_per_frame(ob: bpy.types.Object) -> None:
+def is_own(name: str) -> bool:
+    return name.startswith(f"{PREFIX}F")
+
+
+def check(ob: bpy.types.Object) -> None:
+    """Refuse before inference: absolute keys would change how the mesh's own keys work."""
     key = ob.data.shape_keys
     if key is None:
         return
@@ -42,22 +48,31 @@ def check_per_frame(ob: bpy.types.Object) -> None:
         )
 
 
-def write_per_frame(
-    ob: bpy.types.Object, offsets: np.ndarray, model_fps: float, first_frame: float, fps: float
-) -> dict:
-    check_per_frame(ob)
-    remove_own_shape_keys(ob)
+def clear(ob: bpy.types.Object) -> None:
+    key = ob.data.shape_keys
+    ours = key is not None and bool(key.get(EVAL_TIME))
+    remove_shape_keys(ob, is_own, also_paths=("eval_time",) if ours else ())
+    key = ob.data.shape_keys
+    if key is not None and ours:
+        key.use_relative = True
+        del key[EVAL_TIME]
+
+
+def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+    check(ob)
+    offsets = as_offsets(ob, result)["offsets"]
+    clear(ob)
     ensure_basis(ob)
     rest = rest_positions(ob)
     for i in range(len(offsets)):
         new_shape_key(ob, frame_name(i), rest + offsets[i])
     key = ob.data.shape_keys
     key.use_relative = False
-    key["wav2sem_eval_time"] = True
+    key[EVAL_TIME] = True
     # Key positions drift from exact multiples of 10 (3000.0078 at T=300): read them back.
     positions = np.empty(len(key.key_blocks), dtype=np.float32)
     key.key_blocks.foreach_get("frame", positions)
-    frames = keyframe_frames(first_frame, len(offsets), model_fps, fps)
+    frames = timing.frames(len(offsets))
     fcurves = fcurves_of(key, action_name=f"{PREFIX}{ob.name} Shape Keys")
     add_fcurve(fcurves, "eval_time", frames, positions[1 : len(offsets) + 1])
-    return {"keys": len(offsets), "frames": len(offsets), "last_frame": float(frames[-1])}
+    return Summary(len(offsets), timing.last_frame(len(offsets)), f"{len(offsets)} shape keys")

@@ -13,9 +13,16 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import PREFIX
-from .common import rest_positions, sidecar_blend
+from wav2sem_contract.result import InferResult
 
+from .. import runtime
+from . import PREFIX
+from .base import Summary, Timing, WriterSpec
+from .common import rest_positions, sidecar_blend
+from .motion import as_offsets
+
+SPEC = WriterSpec("POINT_CACHE", "point-cache", "Point Cache",
+                  "Mesh keyframes in a .pc2 file next to the .blend, with a Mesh Cache modifier", request="offsets")
 MODIFIER = PREFIX + "Cache"
 
 
@@ -52,15 +59,15 @@ def cache_path(ob: bpy.types.Object, fallback_dir: Path) -> tuple[Path, str]:
     return path, str(path)
 
 
-def write_point_cache(
-    ob: bpy.types.Object,
-    offsets: np.ndarray,
-    model_fps: float,
-    first_frame: float,
-    fps: float,
-    fallback_dir: Path,
-) -> dict:
-    path, stored = cache_path(ob, fallback_dir)
+def clear(ob: bpy.types.Object) -> None:
+    """Remove our Mesh Cache modifier (the .pc2 file stays: an undo may need it again)."""
+    for mod in [m for m in ob.modifiers if m.name.startswith(PREFIX) and m.type == "MESH_CACHE"]:
+        ob.modifiers.remove(mod)
+
+
+def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+    offsets = as_offsets(ob, result)["offsets"]
+    path, stored = cache_path(ob, runtime.cache_dir())
     write_pc2(path, rest_positions(ob)[None] + offsets)
     mod = ob.modifiers.get(MODIFIER)
     if mod is None or mod.type != "MESH_CACHE":
@@ -70,7 +77,6 @@ def write_point_cache(
     mod.interpolation = "LINEAR"
     mod.time_mode = "FRAME"
     # Measured mapping in FRAME mode: sample = scene_frame * frame_scale - frame_start.
-    mod.frame_scale = model_fps / fps
-    mod.frame_start = first_frame * mod.frame_scale
-    last = first_frame + (len(offsets) - 1) * fps / model_fps
-    return {"file": str(path), "frames": len(offsets), "last_frame": float(last)}
+    mod.frame_scale = timing.model_fps / timing.fps
+    mod.frame_start = timing.first_frame * mod.frame_scale
+    return Summary(len(offsets), timing.last_frame(len(offsets)), f"cache {path.name}", files=[str(path)])

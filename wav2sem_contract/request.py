@@ -1,0 +1,102 @@
+"""One inference request, typed once: built by the add-on or the CLI, validated, sent, rebuilt.
+
+``to_message`` / ``from_message`` are the only places the field list meets the wire format;
+``validate`` refuses out-of-range values before any work (and before any large allocation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import Wav2SemError
+
+FPS_RANGE = (1.0, 240.0)
+MAX_SECONDS_LIMIT = 3600.0
+DEFAULT_MAX_SECONDS = 600.0
+RESULT_REQUESTS = ("offsets", "compact")  # what a vertex model is asked for; control models answer controls
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(message: str, hint: str) -> Wav2SemError:
+    return Wav2SemError("bad_request", message, hint)
+
+
+@dataclass
+class InferRequest:
+    """Animate ``audio`` with the bundle at ``bundle``; the result goes to ``out`` (an ``.npz``)."""
+
+    audio: str
+    bundle: str = ""  # empty: the embedded default
+    out: str = ""  # empty: a temporary file chosen by the server
+    subject: str | int | None = None
+    subject2: str | int | None = None
+    blend: float = 1.0
+    semantic: bool = True
+    device: str = "auto"
+    fps: float | None = None
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    result: str = "offsets"  # or "compact": bias + weights @ basis
+
+    def validate(self) -> InferRequest:
+        if not isinstance(self.audio, str) or not self.audio.strip():
+            raise _bad("The request names no audio file (the 'audio' field is missing or empty).", "Pick an audio file.")
+        if self.fps is not None and not (_number(self.fps) and FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]):
+            raise _bad(
+                f"The frame rate must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} fps, not {self.fps!r}.",
+                "Pass --fps in that range, or leave it out for the model's own rate.",
+            )
+        if not (_number(self.max_seconds) and 0 < self.max_seconds <= MAX_SECONDS_LIMIT):
+            raise _bad(
+                f"The audio length limit must be above 0 and at most {MAX_SECONDS_LIMIT:g} s, not {self.max_seconds!r}.",
+                "Pass a --max-seconds in that range (the default is 600).",
+            )
+        if not (_number(self.blend) and 0.0 <= self.blend <= 1.0):
+            raise _bad(f"The style blend must be between 0 and 1, not {self.blend!r}.", "Pass --blend in 0..1.")
+        if self.result not in RESULT_REQUESTS:
+            raise _bad(f"Unknown result kind '{self.result}'.", "Use offsets or compact.")
+        if self.device not in DEVICES:
+            raise _bad(f"Unknown device '{self.device}'.", "Use auto, cpu or cuda.")
+        for name in ("subject", "subject2"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
+                raise _bad(f"The '{name}' field must be a style name or index, not {value!r}.", "")
+        return self
+
+    def to_message(self, request_id: str | int | None = None) -> dict[str, Any]:
+        """The ``infer`` message; unset optional fields are left out."""
+        message: dict[str, Any] = {"type": "infer"}
+        if request_id is not None:
+            message["id"] = request_id
+        for name, value in asdict(self).items():
+            if value is not None and value != "":
+                message[name] = value
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> InferRequest:
+        """The request an ``infer`` message describes, each field's type checked, then validated."""
+        if "audio" not in message:
+            raise _bad("The request has no 'audio' field.", "Send the audio file's path in 'audio'.")
+        values = {}
+        for f in fields(cls):
+            if f.name not in message or message[f.name] is None:
+                continue
+            value, types = message[f.name], _TYPES[f.name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise _bad(f"The request's '{f.name}' field has the wrong type ({type(value).__name__}).",
+                           "Update the add-on.")
+            values[f.name] = value
+        return cls(**values).validate()
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "audio": (str,), "bundle": (str,), "out": (str,), "subject": (str, int), "subject2": (str, int),
+    "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
+    "max_seconds": (int, float), "result": (str,),
+}
