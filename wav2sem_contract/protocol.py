@@ -8,11 +8,12 @@ themselves: a malformed or oversized message costs that message only. Arrays nev
 on the pipe: results are written to an ``.npz`` file whose path the reply carries
 (measured: 1 GB through a pipe 10 s, through a file 3 s).
 
-Messages (every one has ``type``; requests carry an ``id`` echoed by their replies):
+Messages (every one has ``type``; requests carry an ``id``, a string or an integer, echoed by
+their replies; nesting deeper than ``MAX_DEPTH`` and NaN/Infinity are malformed):
 
 client -> server
-  {"type": "infer", "id", "bundle", "audio", "out", "subject"?, "subject2"?, "blend"?,
-   "semantic"?, "device"?, "fps"?, "max_seconds"?, "result"?: "offsets"|"compact"}
+  {"type": "infer", "id", ...}                  the fields of ``request.InferRequest`` (its
+                                                ``to_message``/``from_message``)
   {"type": "info", "id", "bundle"}             bundle summary (subjects, vertices, fps, ...)
   {"type": "ping", "id"}
   {"type": "cancel", "id"}                      cancels request ``id`` (queued or running)
@@ -21,7 +22,8 @@ server -> client
   {"type": "hello", "protocol", "server_version", "python", "torch", "transformers",
    "device", "cuda", "pid"}                     sent once, when ready
   {"type": "progress", "id", "stage", "fraction"}   stage: audio|encode|decode|write
-  {"type": "result", "id", "path"?, ...}        request finished; the payload is in ``path``
+  {"type": "result", "id", "kind", "path", ...} request finished: ``result.InferResult.to_message``;
+                                                the arrays are in the ``.npz`` at ``path``
   {"type": "error", "id"?, "code", "message", "hint"}
   {"type": "cancelled", "id"}
   {"type": "pong", "id"} / {"type": "info", "id", ...} / {"type": "bye"}

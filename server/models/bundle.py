@@ -90,6 +90,8 @@ def read_meta(folder: str | Path) -> dict:
             f"{folder} is not a bundle this version can read (format {version}).",
             "Update the add-on or rebuild the bundle with this version.",
         )
+    if isinstance(meta.get("host"), dict):
+        meta["host"].pop("extra", None)  # always empty; bundles from 0.1.0 still carry it
     check_meta(meta, folder)
     return meta
 
@@ -160,7 +162,6 @@ def save_bundle(
     encoder_dir: str | Path | None = None,
     semantic_dir: str | Path | None = None,
     provenance: dict | None = None,
-    extra: dict | None = None,
     half: bool = False,
     plain: HostModel | None = None,
 ) -> Path:
@@ -174,7 +175,7 @@ def save_bundle(
     target = check_output_folder(out, force=force, inputs=[p for p in inputs if p])
     tmp = staging_folder(target)
     try:
-        _write_bundle(tmp, model, encoder_dir, semantic_dir, provenance, extra, half, plain)
+        _write_bundle(tmp, model, encoder_dir, semantic_dir, provenance, half, plain)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder, never the user's
         raise
@@ -188,7 +189,6 @@ def _write_bundle(
     encoder_dir: str | Path | None,
     semantic_dir: str | Path | None,
     provenance: dict | None,
-    extra: dict | None,
     half: bool,
     plain: HostModel | None,
 ) -> None:
@@ -219,7 +219,6 @@ def _write_bundle(
                 model.semantic.encoder.model.config.save_pretrained(tmp / "semantic_encoder")
             meta["semantic"] = {"type": "encoder", "folder": "semantic_encoder"}
         meta["semantic"]["fusion"] = model.semantic.fusion
-    meta.update(extra or {})
     state = _state(model, half)
     derived = {k: list(v.shape) for k, v in state.items() if k == WHISPER_POSITIONS}
     if derived:

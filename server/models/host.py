@@ -42,7 +42,6 @@ class HostSpec:
     n_layers: int
     d_ff: int
     subjects: list[str]
-    extra: dict = field(default_factory=dict)
     result: str = "offsets"  # offsets: 3V per frame; weights: one value per named control
     control_names: list[str] = field(default_factory=list)
 
