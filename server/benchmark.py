@@ -76,14 +76,7 @@ def measure(arch: str, seconds: float, method: str, size: str, device: str, thre
     sync()
     encode = time.perf_counter() - started
     started = time.perf_counter()
-    if method == "official":
-        out = model.decode_reference(memory, style)
-    elif arch == "faceformer":
-        out = model.motion_out(model.decode_states(memory, style))
-    elif model.n_frames(memory) <= model.exact_frames:
-        out = model.vq.decoder(model.decode_codes(memory, style)[None])[0]
-    else:  # beyond the official 600-frame limit: exact overlapping windows, cross-faded
-        out = model.decode_windowed(memory, style)
+    out = model.decode_reference(memory, style) if method == "official" else model.decode(memory, style)
     sync()
     decode = time.perf_counter() - started
     peak = (

@@ -271,18 +271,7 @@ class CodeTalker(HostModel):
         return codes
 
     @torch.no_grad()
-    def generate(
-        self,
-        input_values: torch.Tensor,
-        style_weights: torch.Tensor,
-        semantic: bool = True,
-        progress: Progress = no_progress,
-    ) -> torch.Tensor:
-        """(N,) normalised audio -> offsets (T, 3V) relative to the template."""
-        progress("encode", 0.0)
-        memory = self.memory(input_values, semantic)
-        progress("encode", 1.0)
-        style = self.style(style_weights)
+    def decode(self, memory: torch.Tensor, style: torch.Tensor, progress: Progress = no_progress) -> torch.Tensor:
         if self.n_frames(memory) <= self.exact_frames:
             return self.vq.decoder(self.decode_codes(memory, style, progress)[None])[0]
         return self.decode_windowed(memory, style, progress)

@@ -61,15 +61,8 @@ class FaceFormer(HostModel):
         return out
 
     @torch.no_grad()
-    def generate(
-        self,
-        input_values: torch.Tensor,
-        style_weights: torch.Tensor,
-        semantic: bool = True,
-        progress: Progress = no_progress,
-    ) -> torch.Tensor:
-        """(N,) normalised audio -> offsets (T, 3V) relative to the template."""
-        return self.motion_out(self.generate_states(input_values, style_weights, semantic, progress))
+    def decode(self, memory: torch.Tensor, style: torch.Tensor, progress: Progress = no_progress) -> torch.Tensor:
+        return self.motion_out(self.decode_states(memory, style, progress))
 
     @torch.no_grad()
     def generate_compact(self, input_values, style_weights, semantic=True, progress=no_progress) -> dict:

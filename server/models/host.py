@@ -104,9 +104,17 @@ class HostModel(nn.Module):
         """The last layer, whose outputs are the offsets (or control weights)."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def generate(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
                  progress: Progress = no_progress) -> torch.Tensor:
-        """(N,) audio -> (T, out_dim) per-frame output (offsets, or control weights)."""
+        """(N,) audio -> (T, out_dim) per-frame output (offsets relative to the template, or control weights)."""
+        progress("encode", 0.0)
+        memory = self.memory(input_values, semantic)
+        progress("encode", 1.0)
+        return self.decode(memory, self.style(style_weights), progress)
+
+    def decode(self, memory: torch.Tensor, style: torch.Tensor, progress: Progress = no_progress) -> torch.Tensor:
+        """The host's own decoding of the encoder memory (S, d_model) for one style vector."""
         raise NotImplementedError
 
     def generate_compact(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
