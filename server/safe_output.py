@@ -54,10 +54,9 @@ def check_output_folder(out: str | Path, *, force: bool = False, inputs: Iterabl
             continue
         source = Path(given).resolve()
         if target == source or target in source.parents:
-            raise _refuse(
-                f"'{out}' is or contains the input '{given}'; writing the bundle there would destroy it.",
-                "Write the bundle to another folder.",
-            )
+            what = "is one of the inputs" if target == source else f"contains the input '{given}'"
+            raise _refuse(f"'{out}' {what}; writing the bundle there would destroy it.",
+                          "Write the bundle to another folder.")
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise _refuse(f"'{out}' exists and is not a folder.", "Name a new folder for the bundle.")
