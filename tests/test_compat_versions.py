@@ -2,9 +2,10 @@
 
 One script (``SCRIPT`` below) runs in a subprocess twice: with this process's Python (bpy 5.0)
 and with a cached venv holding the 4.2 LTS wheel. It writes bulk keyframes through
-``fcurves_of`` + ``writers.common.add_fcurve``, evaluates them with ``frame_set`` and lists the
-sequencer strips through ``strips_of``/``all_strips``; both runs must give the expected values
-and the same JSON apart from the version fields.
+``fcurves_of`` + ``writers.common.add_fcurve``, reads them back through ``key_fcurves`` and
+``active_fcurves``, evaluates them with ``frame_set`` and lists the sequencer strips through
+``strips_of``/``all_strips``; both runs must give the expected values and the same JSON apart from
+the version fields.
 
 The 4.2 venv is built once (~350 MB download, Python 3.11 only) under
 ``$XDG_CACHE_HOME/wav2sem/bpy42-venv`` (default ``~/.cache/...``), then reused. Without network
@@ -41,7 +42,8 @@ import bpy
 import numpy as np
 
 import wav2sem_blender  # the whole add-on package must import (and register) on this version
-from wav2sem_blender.compat import action_fcurves, all_strips, fcurves_of, strips_of
+from wav2sem_blender.compat import action_fcurves, active_fcurves, all_strips, fcurves_of, key_fcurves, strips_of
+from wav2sem_blender.key_paths import key_name_of
 from wav2sem_blender.writers.common import add_fcurve, key_path
 
 spec = json.loads(sys.argv[2])
@@ -86,6 +88,22 @@ out["action_fcurves"] = sorted(fc.data_path for fc in action_fcurves(key.animati
 out["keyframes"] = {
     fc.data_path: [[round(c, 6) for c in kp.co] + [kp.interpolation] for kp in fc.keyframe_points] for fc in again
 }
+
+# The read-only readers: key name -> curve (muted curves play no part), and nothing created on the way.
+out["key_fcurves"] = {name: fc.data_path for name, fc in key_fcurves(key).items()}
+again.find(key_path("B")).mute = True
+out["key_fcurves_muted_b"] = sorted(key_fcurves(key))
+again.find(key_path("B")).mute = False
+out["active_fcurves"] = sorted(fc.data_path for fc in active_fcurves(key))
+out["active_fcurves_none"] = active_fcurves(None) == [] and active_fcurves(ob) == [] and key_fcurves(None) == {}
+probe = bpy.data.objects.new("Probe", None)
+probe.animation_data_create().action = bpy.data.actions.new("Unslotted")
+out["active_fcurves_unslotted"] = active_fcurves(probe) == []
+out["active_fcurves_read_only"] = (
+    getattr(probe.animation_data, "action_slot", None) is None and len(getattr(probe.animation_data.action, "slots", ())) == 0
+)
+odd = 'Q"uo\\te\tx'  # a quote, a backslash and a tab: escaped in the path, all restored
+out["key_name_of"] = [key_name_of(key_path(odd)) == odd, key_name_of(key_path("A")), key_name_of("eval_time")]
 
 values, vertex0 = {}, {}
 for f in spec["probe"]:
@@ -241,6 +259,10 @@ def check(out: dict) -> None:
     assert out["action"] == "W2S Test Shape Keys"
     paths = sorted(f'key_blocks["{n}"].value' for n in VALUES)
     assert out["fcurves"] == paths and out["action_fcurves"] == paths and out["find"]
+    assert out["key_fcurves"] == {n: f'key_blocks["{n}"].value' for n in VALUES}
+    assert out["key_fcurves_muted_b"] == ["A"] and out["active_fcurves"] == paths
+    assert out["active_fcurves_none"] and out["active_fcurves_unslotted"] and out["active_fcurves_read_only"]
+    assert out["key_name_of"] == [True, "A", None]
     for name in VALUES:  # the first A curve was replaced, not added to
         assert out["keyframes"][f'key_blocks["{name}"].value'] == [
             [f, v, "LINEAR"] for f, v in zip(FRAMES, VALUES[name], strict=True)
