@@ -62,11 +62,4 @@ class WAV2SEM_PT_retarget(bpy.types.Panel):
 classes = (WAV2SEM_PT_retarget,)
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -129,9 +129,6 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def register() -> None:
-    bpy.utils.register_class(WAV2SEM_OT_add_rig)
+classes = (WAV2SEM_OT_add_rig,)
 
-
-def unregister() -> None:
-    bpy.utils.unregister_class(WAV2SEM_OT_add_rig)
+register, unregister = bpy.utils.register_classes_factory(classes)
