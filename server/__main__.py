@@ -1,4 +1,4 @@
-"""Command line: ``python -m server {convert,infer,serve,benchmark} ...``.
+"""Command line of the Wav2Sem Lip Sync server: python -m server {convert,infer,serve,benchmark} ...
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
@@ -12,11 +12,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .cli import run_command, stay_offline
+from .cli import HelpFormatter, run_command, stay_offline
 from .models.registry import ARCHITECTURES
 
+if TYPE_CHECKING:  # torch-free at start-up: these modules are imported where used
+    from wav2sem_contract.request import InferRequest
+    from wav2sem_contract.result import InferResult
+
+Progress = Callable[[str, float], None]
+
 stay_offline()
+
+DESCRIPTION = ("Wav2Sem Lip Sync: convert official checkpoints into model bundles, animate audio files, "
+               "serve the Blender add-on, and time the decoders.")
 
 # name -> one-line help, shown in ``python -m server --help``; the options are training's own
 TRAINING_COMMANDS = {
@@ -26,10 +38,24 @@ TRAINING_COMMANDS = {
 }
 
 
-def _convert(args: argparse.Namespace) -> None:
-    from .convert import convert
+# Share of the convert bar each stage takes (reading and saving large files dominate).
+CONVERT_STAGES = {"loading": (0.0, 0.2), "reading": (0.2, 0.5), "mapping": (0.5, 0.6),
+                  "hashing": (0.6, 0.7), "saving": (0.7, 1.0)}
 
-    out = convert(
+
+def _convert(args: argparse.Namespace) -> None:
+    from .progress import ConsoleProgress
+
+    with ConsoleProgress(enabled=not args.quiet, stages=CONVERT_STAGES) as progress:
+        progress("loading", 0.0)
+        out = _run_convert(args, progress)
+    print(f"bundle written to {out}", file=sys.stderr)
+
+
+def _run_convert(args: argparse.Namespace, progress: Progress) -> Path:
+    from .convert import convert  # imports torch: inside the bar
+
+    return convert(
         arch=args.arch,
         checkpoint=args.checkpoint,
         encoder=args.encoder,
@@ -43,14 +69,12 @@ def _convert(args: argparse.Namespace) -> None:
         n_head=args.n_head,
         vq_heads=args.vq_heads,
         force=args.force,
+        progress=progress,
     )
-    print(f"bundle written to {out}", file=sys.stderr)
 
 
 def _infer(args: argparse.Namespace) -> None:
     from wav2sem_contract.request import InferRequest
-
-    from .pipeline import check_result_path
 
     request = InferRequest(
         audio=args.audio,
@@ -62,13 +86,27 @@ def _infer(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         result="compact" if args.compact else "offsets",
     ).validate()
+    from .progress import ConsoleProgress
+
+    # The bar opens before torch is imported: that import is most of a short run's time.
+    with ConsoleProgress(enabled=not args.quiet) as progress:
+        progress("loading", 0.0)
+        result = _run_infer(args, request, progress)
+    print(f"{result.frames} frames at {result.fps:g} fps written to {args.out}", file=sys.stderr)
+
+
+def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progress) -> InferResult:
+    import torch  # noqa: F401 - the slowest import on its own, so that the bar moves after it
+
+    progress("loading", 0.5)
+    from .pipeline import check_result_path, resolve_device, run
+
     check_result_path(args.out, args.audio)  # before minutes of inference, not after
+    progress("loading", 0.8)
 
     from wav2sem_contract.errors import Wav2SemError
 
     from .models.bundle import default_bundle, load_bundle, variant_for
-    from .pipeline import resolve_device, run
-    from .progress import ConsoleProgress
 
     device = resolve_device(args.device)
     bundle = args.bundle or str(default_bundle())
@@ -79,8 +117,8 @@ def _infer(args: argparse.Namespace) -> None:
 
         template = read_template(args.template)
         landmarks = parse_landmarks(args.landmarks, len(template))
-    with ConsoleProgress(enabled=not args.quiet) as progress:
-        result = run(loaded, request, progress)
+    progress("loading", 1.0)
+    result = run(loaded, request, progress)
     if template is not None:
         if result.kind != "controls":
             raise Wav2SemError("bad_request", "--template applies to control models (the default); this bundle "
@@ -88,8 +126,10 @@ def _infer(args: argparse.Namespace) -> None:
         from .template import offsets_from_controls
 
         result = result.with_arrays(offsets=offsets_from_controls(result["weights"], result.names, template, landmarks))
+    progress("saving", 0.0)
     result.save(args.out)
-    print(f"{result.frames} frames at {result.fps:g} fps written to {args.out}", file=sys.stderr)
+    progress("saving", 1.0)
+    return result
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -105,15 +145,16 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m server", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
         "convert",
         help="build a model bundle from official checkpoint files",
         description="Convert official FaceFormer / CodeTalker(+Wav2Sem) checkpoints into a bundle folder.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES), help="the host model the checkpoint is")
     p.add_argument("--checkpoint", required=True, help="FaceFormer .pth or CodeTalker stage-2 .pth.tar")
     p.add_argument("--encoder", required=True, help="Hugging Face wav2vec2/HuBERT folder (config + preprocessing)")
     p.add_argument("--dataset", required=True, help="vocaset (30 fps, FLAME 5023 vertices) or BIWI (25 fps)")
@@ -128,41 +169,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="consistent: add the trained projection of the semantic vector, as in training (default); "
         "official: add the raw vector, as the released predict() does",
     )
-    p.add_argument("--n-head", type=int, default=4, help="decoder attention heads (official: 4)")
-    p.add_argument("--vq-heads", type=int, default=8, help="CodeTalker stage-1 attention heads (official: 8)")
+    p.add_argument("--n-head", type=int, default=4, help="decoder attention heads, as in the official models")
+    p.add_argument("--vq-heads", type=int, default=8, help="CodeTalker stage-1 attention heads, as in the official models")
     p.add_argument("--out", required=True, help="bundle folder to write (new, empty, or a bundle with --force)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out (never other files)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser(
         "infer",
-        help="animate one audio file",
-        description="Run a bundle on an audio file and write offsets (T, V, 3), fps and provenance to an .npz.",
+        help="animate one audio file (control weights or vertex offsets in an .npz)",
+        description="Run a model bundle on an audio file and write the motion to an .npz, with its frame rate "
+        "(fps) and provenance. The embedded default model (and any model of named controls) writes control "
+        "weights (T, K) and their names; FaceFormer/CodeTalker bundles write vertex offsets (T, V, 3), or with "
+        "--compact bias + weights @ basis.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--bundle", help="model bundle folder (default: the embedded default model)")
     p.add_argument("--audio", required=True, help="WAV/FLAC/OGG/MP3, any sample rate and channel count")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--subject", help="speaking style (a training subject's name or index); default: the first")
     p.add_argument("--subject2", help="second style to blend with --subject")
-    p.add_argument("--blend", type=float, default=1.0, help="weight of --subject when blending (0..1)")
+    p.add_argument("--blend", type=float, default=1.0, help="weight of --subject when blending with --subject2, 0..1")
     p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off (the plain host model)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--fps", type=float, help="resample the motion to this frame rate")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio (default 600)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the model runs: auto picks a CUDA GPU when PyTorch sees one, else the CPU")
+    p.add_argument("--fps", type=float, help="resample the motion to this frame rate (default: the model's own)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio")
     p.add_argument(
         "--compact",
         action="store_true",
-        help="write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets (exact for FaceFormer)",
+        help="vertex models: write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets "
+        "(exact for FaceFormer)",
     )
     p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
     p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser(
         "serve",
         help="long-lived process for the Blender add-on (framed JSON on stdin/stdout, no network port)",
-        description="Serve inference requests over stdin/stdout; see server/protocol.py for the messages.",
+        description="Serve inference requests over stdin/stdout; see wav2sem_contract/protocol.py for the messages.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--max-message", type=int, default=1 << 20, help="largest accepted message in bytes")
     p.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many idle seconds (0: never)")
@@ -171,14 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "benchmark",
         help="time official-style decoding against ours on 5/20/60 s of audio",
-        description="Decoding benchmark: official-style recomputation vs cached decoding.",
+        description="Decoding benchmark: official-style recomputation vs cached decoding, on random weights "
+        "of the official dimensions (each cell in its own process).",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--seconds", default="5,20,60", help="comma-separated audio lengths")
-    p.add_argument("--arch", default=",".join(ARCHITECTURES), help="which hosts to time (comma-separated)")
-    p.add_argument("--size", default="full", choices=["full", "small"], help="full: official dimensions")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seconds", default="5,20,60", help="audio lengths to time, in seconds, comma-separated")
+    p.add_argument("--arch", default=",".join(ARCHITECTURES),
+                   help="host models to time, comma-separated")
+    p.add_argument("--size", default="full", choices=["full", "small"],
+                   help="full: the official dimensions; small: a quick check")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run")
     p.add_argument("--reference-limit", type=float, default=60.0, help="skip the official loop above this length")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per measurement (1: robust to other load)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per measurement; 1 is robust to other load")
     p.set_defaults(func=_benchmark)
 
     for name, text in TRAINING_COMMANDS.items():

@@ -11,6 +11,18 @@ import sys
 from collections.abc import Callable
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` names every option's default, except where there is none to name (None, off
+    switches) or the help text already says it in its own words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        none = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if none or "default" in text or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
 def stay_offline() -> None:
     """Nothing in this project downloads from a model hub at run time; set before transformers loads."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

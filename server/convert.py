@@ -18,7 +18,7 @@ from . import __version__
 from .models.bundle import save_bundle
 from .models.checkpoints import layer_count, load_exactly, map_wav2bert, need, read_state_dict, take_prefix
 from .models.encoders import hf_weights_file, load_encoder_config
-from .models.host import HostModel, HostSpec
+from .models.host import HostModel, HostSpec, Progress, no_progress
 from .models.registry import host_class
 from .safe_output import check_output_folder
 
@@ -143,11 +143,13 @@ def convert(
     n_head: int = 4,
     vq_heads: int = 8,
     force: bool = False,
+    progress: Progress = no_progress,
 ) -> Path:
     """Convert official checkpoint file(s) into a bundle at ``out``; returns its path.
 
     ``out`` is checked before anything is read (see ``safe_output``): an existing bundle
-    there is replaced only with ``force``, and nothing else is ever removed.
+    there is replaced only with ``force``, and nothing else is ever removed. ``progress(stage,
+    fraction)`` hears of each stage (reading, mapping, hashing, saving) as it starts.
     """
     inputs = (checkpoint, encoder, vqvae, wav2sem, wav2sem_config)
     check_output_folder(out, force=force, inputs=[p for p in inputs if p])
@@ -155,6 +157,7 @@ def convert(
     preset = _dataset(dataset)
     subjects = subjects or preset["subjects"]
     source = Path(checkpoint).name
+    progress("reading", 0.0)
     state = _encoder_state(read_state_dict(checkpoint), Path(encoder), source)
     enc_config = load_encoder_config(encoder)
     has_semantic = bool(wav2sem) or any(k.startswith("Wav2Bert.") for k in state)
@@ -174,6 +177,7 @@ def convert(
             f"{source} expects {width}-wide audio features but the encoder config gives {enc_config.hidden_size}.",
             "Pass the encoder folder the model was trained with.",
         )
+    progress("mapping", 0.0)
     host = host_class(arch)
     style = need(state, host.official_style_key, source)
     _check_subjects(style.shape[1 if host.official_style_transposed else 0], subjects, source)
@@ -184,11 +188,13 @@ def convert(
         mapped.update(_semantic_state(state, wav2sem, model, fusion, source))
     load_exactly(model, mapped, source)
     files = [checkpoint] + [f for f in (vqvae, wav2sem) if f]
+    progress("hashing", 0.0)
     provenance = {
         "converted_by": f"wav2sem-lipsync {__version__}",
         "dataset": dataset,
         "sources": [_file_id(f) for f in files],
     }
+    progress("saving", 0.0)
     return save_bundle(
         model, out, encoder_dir=encoder, semantic_dir=sem_dir, provenance=provenance,
         force=force, inputs=inputs,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {make-corpus,train-default,evaluate} ...``.
+"""Command line of the training tools: python -m training {make-corpus,train-default,evaluate} ...
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero, as ``python -m server`` does
@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.cli import run_command, stay_offline
+from server.cli import HelpFormatter, run_command, stay_offline
 
 stay_offline()
+
+DESCRIPTION = ("Wav2Sem Lip Sync training tools: synthesise the speech corpus, train the embedded default "
+               "model, and evaluate it with and without Wav2Sem.")
 
 COMMANDS = ("make-corpus", "train-default", "evaluate")
 
@@ -37,7 +40,7 @@ def _make_corpus(args: argparse.Namespace) -> None:
         holdout_fraction=args.holdout_fraction,
         augment=not args.no_augment,
         workers=args.workers,
-        progress=not args.quiet and sys.stderr is not None and sys.stderr.isatty(),  # no \r spam in logs
+        progress=not args.quiet,  # a bar only when stderr is a terminal (server.progress)
         pairs=args.pairs,
         voices_per_sentence=args.voices_per_sentence,
     )
@@ -61,7 +64,9 @@ def _train_default(args: argparse.Namespace) -> None:
         corpus_seed=args.corpus_seed, semantic_from=args.semantic_from,
         semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
     )
-    train_default(recipe, log=lambda text: print(text, file=sys.stderr, flush=True))
+    from server.progress import console_write
+
+    train_default(recipe, log=console_write)  # lines that do not tear the stage's progress bar
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -71,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -81,6 +86,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
         "and near-homophone carrier sentences with the installed TTS engines, writing 16 kHz wavs, clips.jsonl "
         "(text, voice, split, phone timings) and manifest.json. Deterministic for a seed; re-running resumes and "
         "skips clips that already exist.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, help="corpus folder to write (or resume)")
     p.add_argument("--sentences", type=int, default=1000, help="how many pool sentences to draw (default 1000)")
@@ -108,27 +114,33 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     )
     p.add_argument("--no-augment", action="store_true", help="no noise, reverberation, band-limiting or gain")
     p.add_argument("--workers", type=int, default=1, help="parallel synthesis processes (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_make_corpus)
 
     p = sub.add_parser(
         "train-default",
         help="train the embedded default bundle from scratch (corpus, both stages, evaluation)",
         description="Build the synthetic corpus, train the semantic encoder and the decoder with and without "
-        "Wav2Sem, evaluate both, and write the bundle.",
+        "Wav2Sem, evaluate both, and write the bundle. A progress bar per stage when stderr is a terminal; "
+        "a line every 5 epochs either way.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--corpus", default="out/corpus", help="corpus folder (built and cached there)")
     p.add_argument("--out", default="server/default_bundle", help="bundle folder to write")
     p.add_argument("--sentences", type=int, default=800, help="text sentences (each spoken by 2 voices)")
     p.add_argument("--voices", default="flite,festival,espeak:en-us,espeak:en-gb-x-rp+f3,espeak:en-029+m3,"
-                   "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland")
+                   "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland",
+                   help="comma-separated engines (all their voices) and/or voices such as flite:slt or "
+                   "espeak:en-us+f3 that speak the corpus")
     p.add_argument("--holdout-voices", help="voices kept for testing (default: flite:awb, espeak:en-gb-scotland)")
     p.add_argument("--pairs", type=int, default=16, help="near-homophone pairs in the carrier sentences")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
     p.add_argument("--corpus-seed", type=int, default=0, help="corpus seed (sentences, voices, splits)")
     p.add_argument("--semantic-from", help="reuse this bundle's trained semantic head (decoder-only seeds)")
-    p.add_argument("--semantic-epochs", type=int, default=40)
-    p.add_argument("--decoder-epochs", type=int, default=40)
+    p.add_argument("--semantic-epochs", type=int, default=40,
+                   help="passes over the training clips for the semantic encoder (stage 1)")
+    p.add_argument("--decoder-epochs", type=int, default=40,
+                   help="passes over the training clips for each decoder (stage 2, with and without Wav2Sem)")
     p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
     p.set_defaults(func=_train_default)
 
@@ -136,6 +148,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
         "evaluate",
         help="the default model with and without Wav2Sem on held-out voices and sentences",
         description="Print the evaluation table (control error, /p b m/ closure, near-homophone separation).",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--bundle", nargs="+", default=["server/default_bundle"],
                    help="one bundle, or one per training seed (same corpus): mean ± sd over them")

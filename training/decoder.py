@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from server.models.faceformer import FaceFormer
+from server.progress import console_bar
 
 from .examples import Example, batches, pad
 
@@ -67,6 +68,7 @@ def train_decoder(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     history = []
     started = time.perf_counter()
+    bar = console_bar(total=epochs, desc=f"decoder {'with' if semantic else 'without'} Wav2Sem", unit="epoch")
     for epoch in range(epochs):
         model.train()
         if model.semantic is not None:
@@ -87,9 +89,12 @@ def train_decoder(
             total, count = total + loss.item() * len(batch), count + len(batch)
         sched.step()
         history.append(total / count)
+        bar.set_postfix_str(f"loss {history[-1]:.5f}", refresh=False)
+        bar.update()
         if epoch % 5 == 4 or epoch == epochs - 1:
             log(f"decoder ({'with' if semantic else 'without'} Wav2Sem) epoch {epoch + 1}/{epochs}: "
                 f"loss {history[-1]:.5f}")
+    bar.close()
     return model.eval(), {"loss": history[-1], "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from server.models.wav2sem import SemanticHead, SemanticHeadSpec
+from server.progress import console_bar
 
 from .examples import Example, batches, pad
 
@@ -79,6 +80,7 @@ def train_semantic(
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     started = time.perf_counter()
+    bar = console_bar(total=epochs, desc="semantic stage", unit="epoch")
     for epoch in range(epochs):
         head.train()
         total, count = 0.0, 0
@@ -92,8 +94,11 @@ def train_semantic(
             opt.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         sched.step()
+        bar.set_postfix_str(f"L1 {total / count:.4f}", refresh=False)
+        bar.update()
         if epoch % 5 == 4 or epoch == epochs - 1:
             log(f"semantic epoch {epoch + 1}/{epochs}: L1 {total / count:.4f}")
+    bar.close()
     metrics = {name: evaluate(head, exs, seed) for name, exs in held_out.items()}
     metrics["train"] = evaluate(head, train[:500], seed)
     metrics["seconds"] = round(time.perf_counter() - started, 1)

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import zlib
 from collections import Counter
@@ -333,7 +332,7 @@ def build_corpus(
 
     Clips whose wav and metadata already exist with the same cache key are kept, not synthesised again.
     """
-    from tqdm import tqdm
+    from server.progress import console_bar
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -363,15 +362,8 @@ def build_corpus(
             records[clip.id] = cached
     n_cached = len(records)
 
-    bar = tqdm(
-        total=len(plan.clips),
-        initial=n_cached,
-        file=sys.stderr,
-        disable=not progress,
-        unit="clip",
-        desc="corpus",
-        mininterval=0.5,
-    )
+    # (only on a terminal: in a log the bar's carriage returns are noise)
+    bar = console_bar(total=len(plan.clips), initial=n_cached, enabled=progress, unit="clip", desc="corpus")
     batches = _batches(pending)
     try:
         if workers <= 1 or len(batches) <= 1:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from server.audio import load_audio
+from server.progress import console_bar
 from wav2sem_contract.errors import ModelError
 
 
@@ -84,7 +84,7 @@ def cache_features(corpus: str | Path, clips: list[dict], device: str = "cpu") -
     todo = [c for c in clips if not (out / f"{c['id']}.npy").is_file()]
     if todo:
         encoder, _ = whisper_encoder(device)
-        for clip in tqdm(todo, desc="whisper features", unit="clip"):
+        for clip in console_bar(todo, desc="whisper features", unit="clip"):
             audio = load_audio(Path(corpus) / clip["wav"])
             states = encoder(audio).float().cpu().numpy().astype(np.float16)
             tmp = out / f".{clip['id']}.npy"
