@@ -36,11 +36,11 @@ from wav2sem_blender.compat import fcurves_of  # noqa: E402
 from wav2sem_blender.writers.common import (  # noqa: E402
     add_fcurve,
     ensure_basis,
-    key_path,
     keyframe_frames,
     new_shape_key,
     rest_positions,
 )
+from wav2sem_blender.key_paths import key_path  # noqa: E402
 from wav2sem_blender.writers import compact, per_frame, point_cache  # noqa: E402
 from wav2sem_blender.writers.base import Timing  # noqa: E402
 from wav2sem_blender.writers.compact import basis_name  # noqa: E402

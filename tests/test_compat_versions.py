@@ -44,7 +44,8 @@ import numpy as np
 import wav2sem_blender  # the whole add-on package must import (and register) on this version
 from wav2sem_blender.compat import action_fcurves, active_fcurves, all_strips, fcurves_of, key_fcurves, strips_of
 from wav2sem_blender.key_paths import key_name_of
-from wav2sem_blender.writers.common import add_fcurve, key_path
+from wav2sem_blender.key_paths import key_path
+from wav2sem_blender.writers.common import add_fcurve
 
 spec = json.loads(sys.argv[2])
 out = {"version": bpy.app.version_string, "audaspace": bool(bpy.app.build_options.audaspace)}

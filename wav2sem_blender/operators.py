@@ -32,6 +32,36 @@ from .writers.sound import add_sound_strip
 CANCEL = threading.Event()
 # The running generation, readable from other threads (progress displays, tests).
 ACTIVE: list[Generation] = []
+# The line this add-on shows in Blender's status bar now (empty when none), readable the same way.
+STATUS_BAR: list[str] = []
+
+# The client's and the server's stage names, in a user's words.
+_STAGE_WORDS = {
+    "starting": "starting",
+    "starting server": "starting the server",
+    "reading model": "reading the model",
+    "queued": "waiting for the server",
+    "load": "loading the model",
+    "audio": "reading audio",
+    "encode": "encoding audio",
+    "decode": "decoding motion",
+    "compact": "compacting",
+    "write": "saving the result",
+}
+
+
+def status_line(stage: str, fraction: float) -> str:
+    """The status bar's text for a stage and its fraction done, e.g. 'Lip sync: encoding audio 40%'."""
+    return f"Lip sync: {_STAGE_WORDS.get(stage, stage)} {100 * min(max(fraction, 0.0), 1.0):.0f}%"
+
+
+def show_in_status_bar(context: bpy.types.Context, text: str | None) -> None:
+    """Put ``text`` in the window's status bar, or clear it with None. Harmless headless: there the
+    workspace exists but no one sees it, and a context without a workspace is left alone."""
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
+    STATUS_BAR[:] = [text] if text else []
 
 # Operator arguments that fall back to the scene's settings when not given.
 _FROM_SETTINGS = {
@@ -44,6 +74,7 @@ _FROM_SETTINGS = {
     "mode": "output_mode",
     "fps_policy": "fps_policy",
     "add_sound": "add_sound",
+    "pack_audio": "pack_audio",
 }
 
 
@@ -66,6 +97,10 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     fps_policy: EnumProperty(name="Frame Rate", items=FPS_POLICIES, default="RESAMPLE", options={"SKIP_SAVE"})
     start_frame: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
     add_sound: BoolProperty(name="Add Sound Strip", default=True, options={"SKIP_SAVE"})
+    pack_audio: BoolProperty(
+        name="Pack Audio", description="Store the audio inside the .blend (the sound strip then needs no file)",
+        default=False, options={"SKIP_SAVE"},
+    )
 
     _generation: Generation | None = None
     _timer = None
@@ -136,6 +171,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
 
     def finish(self, context) -> set[str]:
         """Write the finished generation into the scene (main thread, one undo step)."""
+        show_in_status_bar(context, None)
         status = context.window_manager.wav2sem_status
         status.running = False
         gen = self._generation
@@ -186,15 +222,20 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             if was_edit:
                 with context.temp_override(active_object=ob, object=ob):
                     bpy.ops.object.mode_set(mode="EDIT")
+        notes = list(summary.notes)
         if self.arg(context, "add_sound"):
-            add_sound_strip(scene, ob, gen.plan.request.audio, first, summary.last_frame)
+            pack = self.arg(context, "pack_audio")
+            strip = add_sound_strip(scene, ob, gen.plan.request.audio, first, summary.last_frame, pack=pack)
+            if pack and strip is not None:
+                notes.append("audio packed into the .blend" if strip.sound.packed_file is not None
+                             else "the audio could not be packed; the sound strip reads the file")
         ob["wav2sem_model_fps"] = result.fps
         ob["wav2sem_scene_fps"] = fps
         ob["wav2sem_audio"] = gen.plan.request.audio
         seconds = time.monotonic() - gen.started
         rate = f"{result.fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - result.fps) > 1e-6 else "")
-        notes = "".join(f"; {note}" for note in summary.notes)
-        return f"{summary.frames} frames at {rate}, {summary.detail}, {seconds:.1f} s{notes}"
+        tail = "".join(f"; {note}" for note in notes)
+        return f"{summary.frames} frames at {rate}, {summary.detail}, {seconds:.1f} s{tail}"
 
     # -- blocking path ----------------------------------------------------------------------------
     def execute(self, context):
@@ -209,6 +250,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         def progress(stage: str, fraction: float) -> None:
             status.stage, status.progress = stage, 100 * fraction
             wm.progress_update(int(100 * fraction))
+            show_in_status_bar(context, status_line(stage, fraction))
 
         try:
             while not self._generation.step():
@@ -218,6 +260,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                 time.sleep(0.05)
         finally:
             wm.progress_end()
+            show_in_status_bar(context, None)
         return self.finish(context)
 
     # -- modal path -------------------------------------------------------------------------------
@@ -241,6 +284,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             return {"PASS_THROUGH"}
         done = self._generation.step()
         status.stage, status.progress = self._generation.stage, 100 * self._generation.fraction
+        show_in_status_bar(context, status_line(self._generation.stage, self._generation.fraction))
         for area in context.screen.areas if context.screen else []:
             if area.type == "VIEW_3D":
                 area.tag_redraw()
@@ -325,12 +369,4 @@ class WAV2SEM_OT_inspect_bundle(bpy.types.Operator):
 
 classes = (WAV2SEM_OT_generate, WAV2SEM_OT_cancel, WAV2SEM_OT_inspect_bundle)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -157,12 +157,4 @@ class WAV2SEM_OT_setup_server(bpy.types.Operator):
 
 classes = (WAV2SEM_AP_preferences, WAV2SEM_OT_check_python, WAV2SEM_OT_setup_server)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -39,6 +39,12 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     start_frame: IntProperty(name="Start Frame", default=1)
     fps_policy: EnumProperty(name="Frame Rate", items=FPS_POLICIES, default="RESAMPLE")
     add_sound: BoolProperty(name="Add Sound Strip", description="Add the audio to the sequencer", default=True)
+    pack_audio: BoolProperty(
+        name="Pack Audio",
+        description="Store the audio inside the .blend, so the file keeps its sound when it is moved "
+        "without the recording (the .blend grows by the audio's size)",
+        default=False,
+    )
     last_summary: StringProperty(name="Last Result")
 
 
@@ -118,9 +124,11 @@ class WAV2SEM_PG_status(bpy.types.PropertyGroup):
 classes = (WAV2SEM_PG_settings, WAV2SEM_PG_retarget, WAV2SEM_PG_status)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.wav2sem = PointerProperty(type=WAV2SEM_PG_settings)
     bpy.types.Scene.wav2sem_retarget = PointerProperty(type=WAV2SEM_PG_retarget)
     bpy.types.WindowManager.wav2sem_status = PointerProperty(type=WAV2SEM_PG_status)
@@ -130,5 +138,4 @@ def unregister() -> None:
     del bpy.types.WindowManager.wav2sem_status
     del bpy.types.Scene.wav2sem_retarget
     del bpy.types.Scene.wav2sem
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -186,7 +186,7 @@ def map_stage1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official CodeTalker ``VQAutoEncoder`` keys -> ``MotionVQ`` keys.
 
     The positional tables (5000 rows) are reduced to the one row the official code ever
-    adds (its batch-axis indexing bug makes it a constant vector, see paper-spec §3.3).
+    adds (its batch-axis indexing bug makes it a constant vector).
     """
     out = {}
     for key, value in state.items():

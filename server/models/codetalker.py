@@ -1,6 +1,6 @@
 """CodeTalker (Xing et al., CVPR 2023): a motion VQ-VAE (stage 1) and a speech-to-code predictor (stage 2).
 
-Stage 1 reproduces the official quirks parity depends on (paper-spec §3.3, §5.10):
+Stage 1 reproduces the quirks of the official code that parity depends on:
 attention scaled by 1/sqrt(hidden) (full width), tanh-GELU, pre-LN blocks without a final
 norm, one constant "positional" vector (the official table is indexed by the batch axis),
 InstanceNorm over time without affine, replicate padding, BIWI's extra linears.

@@ -1,7 +1,7 @@
 """The Wav2Sem module: a semantic encoder whose utterance vector is fused into every frame.
 
 Fusion happens on the host's 768-d phonetic frames, before the host's
-``audio_feature_map``. Two forms exist (see paper-spec §1.4):
+``audio_feature_map``. Two forms exist in the released code:
 
 * ``official``   -- what the released CodeTalker+Wav2Sem ``predict`` computes: the raw
   mean vector is added (the trained ``bert_feature_map`` layer is skipped);

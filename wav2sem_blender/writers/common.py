@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +10,7 @@ import bpy
 import numpy as np
 
 from ..compat import fcurves_of
+from ..key_paths import key_name_of
 from . import PREFIX
 
 LINEAR = 1  # enum value of 'LINEAR' for foreach_set("interpolation")
@@ -63,13 +63,6 @@ def add_fcurve(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, 
     return fc
 
 
-def key_path(name: str) -> str:
-    return f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
-
-
-_KEY_PATH = re.compile(r'^key_blocks\["(.*)"\]\.value$')
-
-
 def remove_shape_keys(ob: bpy.types.Object, is_own: Callable[[str], bool], also_paths: tuple[str, ...] = ()) -> int:
     """Delete the shape keys whose names ``is_own`` accepts, their F-curves and the curves at ``also_paths``."""
     key = ob.data.shape_keys
@@ -78,8 +71,8 @@ def remove_shape_keys(ob: bpy.types.Object, is_own: Callable[[str], bool], also_
     fcurves = fcurves_of(key, create=False)
     if fcurves is not None:
         for fc in list(fcurves):
-            m = _KEY_PATH.match(fc.data_path)
-            if (m and is_own(m.group(1))) or fc.data_path in also_paths:
+            name = key_name_of(fc.data_path)
+            if (name is not None and is_own(name)) or fc.data_path in also_paths:
                 fcurves.remove(fc)
     own = [kb for kb in key.key_blocks if is_own(kb.name)]
     for kb in own:

@@ -13,9 +13,10 @@ import numpy as np
 from wav2sem_contract.result import InferResult
 
 from ..compat import fcurves_of
+from ..key_paths import key_path
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
-from .common import add_fcurve, ensure_basis, key_path, new_shape_key, remove_shape_keys, rest_positions
+from .common import add_fcurve, ensure_basis, new_shape_key, remove_shape_keys, rest_positions
 from .motion import as_compact
 
 SPEC = WriterSpec(

@@ -21,9 +21,10 @@ from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.result import InferResult
 
 from ..compat import fcurves_of
+from ..key_paths import key_path
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
-from .common import add_fcurve, key_path, keyframe_frames
+from .common import add_fcurve, keyframe_frames
 
 SPEC = WriterSpec("CONTROLS", "controls", "Control Curves",
                   "F-curves on the object's own shape keys named like the model's controls", request="offsets")
