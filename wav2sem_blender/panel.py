@@ -43,6 +43,9 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.prop(settings, "start_frame")
         col.prop(settings, "fps_policy")
         col.prop(settings, "add_sound")
+        sub = col.column()
+        sub.active = settings.add_sound
+        sub.prop(settings, "pack_audio")
 
         layout.separator()
         if status.running:

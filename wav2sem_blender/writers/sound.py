@@ -12,10 +12,14 @@ def strip_name(ob: bpy.types.Object) -> str:
     return f"{PREFIX}{ob.name}"
 
 
-def add_sound_strip(scene: bpy.types.Scene, ob: bpy.types.Object, audio: str, first_frame: int, last_frame: float):
+def add_sound_strip(scene: bpy.types.Scene, ob: bpy.types.Object, audio: str, first_frame: int, last_frame: float,
+                    pack: bool = False):
     """Add (or replace) this object's lip-sync sound strip; extend the frame range if needed.
 
-    Returns the strip, or None when this Blender build has no audio support (the 4.2 wheel).
+    The strip points at the audio by a path relative to the .blend. With ``pack`` the sound's
+    data also goes into the .blend, so the file keeps its sound when it is moved or sent on
+    without the recording (``strip.sound.packed_file`` says whether it worked). Returns the
+    strip, or None when this Blender build has no audio support (the 4.2 wheel).
     """
     if not bpy.app.build_options.audaspace:
         return None
@@ -26,6 +30,11 @@ def add_sound_strip(scene: bpy.types.Scene, ob: bpy.types.Object, audio: str, fi
     used = {s.channel for s in all_strips(scene) if s.frame_final_start < last_frame + 1 and s.frame_final_end > first_frame}
     channel = next(c for c in range(1, 129) if c not in used)
     strip = strips.new_sound(strip_name(ob), bpy.path.relpath(audio) if bpy.data.filepath else audio, channel, int(first_frame))
+    if pack:
+        try:
+            strip.sound.pack()
+        except RuntimeError:  # the strip still plays from the file; the caller sees packed_file is None
+            pass
     # "Play Every Frame" (the factory default) drifts from the audio; sync to it instead.
     scene.sync_mode = "AUDIO_SYNC"
     end = max(int(round(last_frame)), strip.frame_final_end - 1)
