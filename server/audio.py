@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile as sf
 import soxr
 
 from wav2sem_contract.errors import AudioError
+from wav2sem_contract.paths import not_regular
 
 SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 600.0
@@ -33,15 +33,6 @@ _FORMATS_HINT = (
 PathLike = str | os.PathLike[str]
 
 
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
 def path_kind(path: PathLike) -> str | None:
     """What a path is when it is not a regular file ("a folder", "a named pipe (FIFO)", ...); None if it is one.
 
@@ -53,9 +44,7 @@ def path_kind(path: PathLike) -> str | None:
         return "missing"
     except OSError as exc:
         return f"not accessible ({exc.strerror})"
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    return not_regular(mode)
 
 
 def _check_exists(path: Path) -> None:

@@ -9,7 +9,6 @@ the scene changes until the result is in hand; then one writer puts it in, in on
 from __future__ import annotations
 
 import os
-import stat
 import threading
 import time
 
@@ -17,6 +16,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.paths import not_regular
 from wav2sem_contract.request import InferRequest
 
 from . import runtime
@@ -294,16 +294,6 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         return self.finish(context)
 
 
-# What a non-regular path is, in words a user recognises (checked in this order).
-_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a device"),
-    (stat.S_ISBLK, "a device"),
-)
-
-
 def check_audio_path(audio: str) -> None:
     """Refuse anything but an existing regular file, saying what the path is instead.
 
@@ -321,9 +311,9 @@ def check_audio_path(audio: str) -> None:
         raise Wav2SemError(
             "audio_unreadable", f"The audio file '{audio}' cannot be reached ({exc.strerror}).", "Check the path."
         ) from None
-    if stat.S_ISREG(mode):
+    kind = not_regular(mode)
+    if kind is None:
         return
-    kind = next((name for test, name in _KINDS if test(mode)), "something other than a file")
     raise Wav2SemError(
         "audio_not_file", f"The audio path '{audio}' is {kind}, not an audio file.", "Pick a regular audio file."
     )
