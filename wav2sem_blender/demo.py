@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "assets" / "sample_sentence.wav"
 
 
+def _ensure_nodes(datablock) -> None:
+    """A material's or world's default node tree. Blender 5.0 makes one for every new material
+    and world, and deprecates ``use_nodes`` (to go in 6.0); 4.x makes one only on request."""
+    if datablock.node_tree is None:
+        datablock.use_nodes = True
+
+
 def build_scene(audio: Path):
     import bpy
 
@@ -35,7 +42,7 @@ def build_scene(audio: Path):
     head = make_head_object("Head")
     skin = bpy.data.materials.new("Skin")
     skin.diffuse_color = (0.8, 0.6, 0.5, 1.0)
-    skin.use_nodes = True
+    _ensure_nodes(skin)
     skin.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.45, 0.22, 0.15, 1.0)
     head.data.materials.append(skin)
     add_articulation_rig(head)
@@ -59,7 +66,7 @@ def build_scene(audio: Path):
     light.constraints.new("TRACK_TO").target = target
     scene.collection.objects.link(light)
     world = bpy.data.worlds.new("World")
-    world.use_nodes = True
+    _ensure_nodes(world)
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.18, 0.2, 0.24, 1.0)
     scene.world = world
     return head
