@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,10 @@ class TerminalRun:
     stdout: str
 
 
-def run_on_terminal(argv: list[str], cwd: Path, timeout: float = 300.0) -> TerminalRun:
+def run_on_terminal(argv: list[str], cwd: Path, timeout: float = 300.0,
+                    watch: Callable[[int], None] | None = None) -> TerminalRun:
     """``argv`` with stderr on a fresh pseudo-terminal and stdout on a pipe; killed after ``timeout``.
+    ``watch(pid)`` is called about every 0.2 s while it runs.
 
     The terminal is left at the size a fresh one reports (0 columns), which is what some
     terminals and remote shells report too: the bar must still be drawn there.
@@ -44,6 +47,8 @@ def run_on_terminal(argv: list[str], cwd: Path, timeout: float = 300.0) -> Termi
                 chunks.append(data)
             elif proc.poll() is not None:
                 break
+            if watch is not None:
+                watch(proc.pid)
         else:
             proc.kill()
             raise TimeoutError(f"{argv[:4]} did not finish within {timeout:.0f} s")

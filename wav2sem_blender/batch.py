@@ -10,7 +10,9 @@ Inside Blender (the same arguments after ``--``)::
     blender -b IN.blend --python wav2sem_blender/batch.py -- --object Head --audio a.wav --out OUT.blend
 
 Each output starts from IN.blend. Without ``--out`` the input .blend is updated in place.
-One line per file on stdout; exit code 1 if any file failed (the others are still done).
+One line per file on stdout; exit code 1 if any file failed (the others are still done). When
+stderr is a terminal (and tqdm is installed, as in the ``bpy`` module's venv; Blender's own Python
+has none), a progress bar there shows the files done and the current file's stage.
 Bad arguments (an input that is not a .blend, an output that cannot be written) are found before
 any work and end with one ``error: ...`` line on stderr and exit code 2.
 
@@ -30,10 +32,12 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the add-on package lives one folder up
@@ -67,6 +71,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="auto (default): control curves for the default model, compact keys for vertex models")
     p.add_argument("--start-frame", type=int, help="first frame (default: the scene's start frame)")
     p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off")
+    p.add_argument("--pack-audio", action="store_true",
+                   help="store the audio inside each .blend, so it keeps its sound when moved without the recording")
     p.add_argument("--server-python", help="interpreter that runs the inference server")
     args = p.parse_args(argv)
     if args.audio_dir and not args.out_dir:
@@ -201,6 +207,72 @@ def save_atomically(bpy, out: Path) -> None:
         staged.unlink(missing_ok=True)
 
 
+class FileBar:
+    """A tqdm bar on stderr over the files, its text the current file and the add-on's stage line
+    (the one it shows in Blender's status bar), redrawn from a thread while a file runs.
+    Does nothing unless stderr is a terminal and tqdm can be imported."""
+
+    def __init__(self, total: int) -> None:
+        self.bar: Any = None
+        self.current = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not sys.stderr.isatty():  # in a log the bar's carriage returns are noise
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self._tqdm = tqdm
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns = size.columns or 80  # a fresh pseudo-terminal reports 0 x 0, and tqdm then draws nothing
+        self.width = columns // 2  # the text keeps one width, so the bar does not jump as it changes
+        self.bar = tqdm(total=total, unit="file", file=sys.stderr, ncols=columns, nrows=size.lines or 24,
+                        desc=" " * self.width, mininterval=0.2, bar_format="{n}/{total} files |{bar}| {elapsed}  {desc}")
+
+    @property
+    def on(self) -> bool:
+        return self.bar is not None
+
+    def start(self, name: str, status_bar: list[str]) -> None:
+        """A new file; ``status_bar`` is the add-on's live status-bar line (a list, empty when none)."""
+        if self.bar is None:
+            return
+        self.current = name
+        self._show(name)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow, args=(status_bar,), daemon=True)
+        self._thread.start()
+
+    def _follow(self, status_bar: list[str]) -> None:
+        while not self._stop.wait(0.25):
+            line = next(iter(status_bar[:]), "")  # (a copy: the main thread may empty it meanwhile)
+            self._show(f"{self.current}: {line}" if line else self.current)
+
+    def _show(self, text: str) -> None:
+        if len(text) > self.width:
+            text = text[: self.width - 1] + "\u2026"
+        self.bar.set_description_str(text.ljust(self.width))  # redraws, under the bar's own lock
+
+    def done(self, line: str) -> None:
+        """The file's line on stdout (above the bar, which is redrawn below it) and one step on."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.set_description_str(" " * self.width, refresh=False)  # that file's stage is over
+        self._tqdm.write(line, file=sys.stdout)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(" " * self.width, refresh=False)
+            self.bar.close()
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.server_python:
@@ -228,12 +300,20 @@ def main(argv: list[str]) -> int:
 
     if not hasattr(bpy.types, "WAV2SEM_OT_generate"):
         wav2sem_blender.register()
+    # the add-on that runs (an installed extension's copy inside Blender) and its status-bar line
+    status_bar = getattr(sys.modules[bpy.types.WAV2SEM_OT_generate.__module__], "STATUS_BAR", [])
+    bar = FileBar(len(todo))
+    # Blender prints "Read blend ..." and its reports on stdout; on the bar's terminal they would tear it
+    quiet = quiet_stdout if bar.on and sys.stdout.isatty() else nullcontext
     failed = 0
     for i, (audio, out) in enumerate(todo, 1):
         started = time.monotonic()
+        bar.start(audio.name, status_bar)
         try:
-            bpy.ops.wm.open_mainfile(filepath=str(blend))
+            with quiet():
+                bpy.ops.wm.open_mainfile(filepath=str(blend))
         except RuntimeError as exc:
+            bar.close()
             print(f"error: Blender could not open '{blend}' ({exc}). Check that it is a .blend file.", file=sys.stderr)
             wav2sem_blender.runtime.shutdown()
             return 2
@@ -246,12 +326,15 @@ def main(argv: list[str]) -> int:
             kwargs["start_frame"] = args.start_frame
         if args.no_semantic:
             kwargs["semantic"] = False
+        if args.pack_audio:
+            kwargs["pack_audio"] = True
         with sidecars_for(out):  # the cache is named for, and lies next to, the output .blend
             ob = bpy.data.objects.get(args.object)
             cache = cache_path(ob, out.parent)[0] if args.mode == "point-cache" and ob is not None else None
             with restore_on_failure(cache) as ok:
                 try:
-                    result = bpy.ops.wav2sem.generate(**kwargs)
+                    with quiet():
+                        result = bpy.ops.wav2sem.generate(**kwargs)
                 except RuntimeError:  # an ERROR report; the plain message is in the status
                     result = {"CANCELLED"}
                 message = bpy.context.window_manager.wav2sem_status.message
@@ -265,10 +348,11 @@ def main(argv: list[str]) -> int:
                         reason = str(exc).strip().removeprefix("Error: ")
                         message = f"The result could not be saved as '{out}' ({reason}). Check the folder."
         if ok:
-            print(f"[{i}/{len(todo)}] {audio.name}: OK {message} -> {out} ({time.monotonic() - started:.1f} s)", flush=True)
+            bar.done(f"[{i}/{len(todo)}] {audio.name}: OK {message} -> {out} ({time.monotonic() - started:.1f} s)")
         else:
             failed += 1
-            print(f"[{i}/{len(todo)}] {audio.name}: FAILED {message}", flush=True)
+            bar.done(f"[{i}/{len(todo)}] {audio.name}: FAILED {message}")
+    bar.close()
     wav2sem_blender.runtime.shutdown()
     return 1 if failed else 0
 
