@@ -8,13 +8,12 @@ vector is fused into every frame through a trained projection (the "consistent" 
 
 from __future__ import annotations
 
-from transformers import WhisperConfig
-
 from wav2sem_contract.controls import CONTROLS, MOTION_FPS
 
 from .faceformer import FaceFormer
 from .host import HostSpec
 from .wav2sem import SemanticHeadSpec
+from .whisper import WhisperEncoderConfig as WhisperConfig
 
 DECODER = {"d_model": 128, "n_head": 4, "n_layers": 2, "d_ff": 256}
 SEMANTIC = {"width": 192, "layers": 2, "heads": 4, "out_width": 384}

@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, HubertModel, PretrainedConfig, Wav2Vec2Model
 
 from wav2sem_contract.errors import ModelError
 
-SUPPORTED_TYPES = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}
+if TYPE_CHECKING:
+    from .whisper import WhisperEncoderConfig
+
+# model_type -> (config class, model class) in transformers. Imported only when a bundle with
+# such an encoder is built: transformers' model modules cost seconds to import, and the
+# embedded default (Whisper, our own module) needs none of them.
+SUPPORTED_TYPES = {
+    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+    "hubert": ("HubertConfig", "HubertModel"),
+}
 # The hosts label the conv rate 50 Hz although it is 49 frames/s; the frame count depends on it.
 NOMINAL_AUDIO_RATE = 50.0
 
 
-def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -> PretrainedConfig:
-    """Read a local Hugging Face encoder config (never a hub download)."""
+def _transformers(name: str) -> Any:
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -> Any:
+    """Read a local encoder config (never a hub download): a transformers wav2vec2/HuBERT
+    config, or for Whisper our own ``WhisperEncoderConfig`` (no transformers import)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ModelError(
@@ -32,9 +48,14 @@ def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -
             f"The audio encoder folder {folder} has no config.json.",
             "Point --encoder at a Hugging Face wav2vec2/HuBERT folder (config.json, preprocessor_config.json).",
         )
-    _refuse_remote_code(folder)
+    raw = _refuse_remote_code(folder)
+    if raw["model_type"] == "whisper":
+        from .whisper import WhisperEncoderConfig
+
+        return WhisperEncoderConfig.from_dict(raw, str(folder / "config.json"))
+    config_class = _transformers(SUPPORTED_TYPES[raw["model_type"]][0])
     try:
-        config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        config = config_class.from_pretrained(str(folder), local_files_only=True)
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise ModelError(
             "encoder_invalid",
@@ -44,8 +65,9 @@ def load_encoder_config(folder: str | Path, attn_implementation: str = "sdpa") -
     return prepare_config(config, attn_implementation)
 
 
-def _refuse_remote_code(folder: Path) -> None:
-    """A config that maps to code in the model folder is refused before transformers sees it."""
+def _refuse_remote_code(folder: Path) -> dict[str, Any]:
+    """A config that maps to code in the model folder is refused before transformers sees it;
+    returns the parsed file."""
     try:
         raw = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError, RecursionError) as exc:
@@ -69,11 +91,12 @@ def _refuse_remote_code(folder: Path) -> None:
             f"The audio encoder type '{raw.get('model_type')}' is not supported.",
             "Use a wav2vec2 or HuBERT encoder folder.",
         )
+    return raw
 
 
-def prepare_config(config: PretrainedConfig, attn_implementation: str = "sdpa") -> PretrainedConfig:
-    if config.model_type == "whisper":  # only the encoder is used; nothing to switch off
-        config._attn_implementation = attn_implementation
+def prepare_config(config: Any, attn_implementation: str = "sdpa") -> Any:
+    """A transformers wav2vec2/HuBERT config set up for inference (a Whisper config is returned as is)."""
+    if config.model_type == "whisper":  # our own encoder: always SDPA, nothing to switch off
         return config
     if config.model_type not in SUPPORTED_TYPES:
         raise ModelError(
@@ -90,8 +113,8 @@ def prepare_config(config: PretrainedConfig, attn_implementation: str = "sdpa") 
     return config
 
 
-def build_hf_model(config: PretrainedConfig) -> nn.Module:
-    return SUPPORTED_TYPES[config.model_type](config)
+def build_hf_model(config: Any) -> nn.Module:
+    return _transformers(SUPPORTED_TYPES[config.model_type][1])(config)
 
 
 def hf_weights_file(folder: str | Path) -> Path | None:
@@ -108,7 +131,7 @@ class PhoneticEncoder(nn.Module):
 
     normalized_input = True  # takes the feature extractor's zero-mean unit-variance audio
 
-    def __init__(self, config: PretrainedConfig, alignment: str, fps: float) -> None:
+    def __init__(self, config: Any, alignment: str, fps: float) -> None:
         super().__init__()
         if alignment not in ("interpolate", "pairs"):
             raise ValueError(f"unknown alignment {alignment!r}")
@@ -154,7 +177,7 @@ class PhoneticEncoder(nn.Module):
 class SemanticEncoder(nn.Module):
     """Wav2Sem's semantic encoder: the wav2vec2 architecture, mean-pooled over the clip at 50 Hz."""
 
-    def __init__(self, config: PretrainedConfig) -> None:
+    def __init__(self, config: Any) -> None:
         super().__init__()
         self.model = build_hf_model(config)
 
@@ -172,7 +195,7 @@ class WhisperPhonetic(nn.Module):
 
     normalized_input = False  # Whisper computes its own log-mel from raw audio
 
-    def __init__(self, config: PretrainedConfig, fps: float) -> None:
+    def __init__(self, config: WhisperEncoderConfig, fps: float) -> None:
         super().__init__()
         from .whisper import WhisperFrames
 
@@ -200,7 +223,7 @@ class WhisperPhonetic(nn.Module):
         return self.encode(audio)[0]
 
 
-def build_phonetic(config: PretrainedConfig, alignment: str, fps: float) -> nn.Module:
+def build_phonetic(config: Any, alignment: str, fps: float) -> nn.Module:
     if config.model_type == "whisper":
         return WhisperPhonetic(config, fps)
     return PhoneticEncoder(config, alignment, fps)

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 from wav2sem_contract.errors import Wav2SemError
 
@@ -22,6 +21,9 @@ from .encoders import build_phonetic
 from .wav2sem import build_semantic
 
 Progress = Callable[[str, float], None]
+# An encoder config: transformers' for wav2vec2/HuBERT, ours for Whisper (typed loosely so that
+# reading this module never imports transformers).
+PretrainedConfig = Any
 
 
 def no_progress(stage: str, fraction: float) -> None:  # noqa: ARG001 - the default callback
