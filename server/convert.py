@@ -16,9 +16,9 @@ from wav2sem_contract.errors import ModelError
 
 from . import __version__
 from .models.bundle import save_bundle
-from .models.checkpoints import layer_count, load_exactly, map_wav2bert, need, read_state_dict, take_prefix
+from .models.checkpoints import load_exactly, map_wav2bert, need, read_state_dict, take_prefix
 from .models.encoders import hf_weights_file, load_encoder_config
-from .models.host import HostModel, HostSpec, Progress, no_progress
+from .models.host import HostModel, Progress, no_progress
 from .models.registry import host_class
 from .safe_output import check_output_folder
 
@@ -46,26 +46,6 @@ def _dataset(name: str) -> dict:
         if key.lower() == name.lower():
             return preset
     raise ModelError("bad_request", f"Unknown dataset '{name}'.", "Use vocaset or BIWI.")
-
-
-def _host_spec(state: dict, arch: str, preset: dict, subjects: list[str], n_head: int, source: str) -> HostSpec:
-    d_model, out_dim = need(state, "vertice_map.weight", source).shape
-    if out_dim % 3:
-        raise ModelError("checkpoint_mismatch", f"{source}: output width {out_dim} is not 3 x vertices.", "")
-    n_layers = layer_count(state, "transformer_decoder.layers.")
-    d_ff = need(state, "transformer_decoder.layers.0.linear1.weight", source).shape[0]
-    return HostSpec(
-        arch=arch,
-        n_vertices=out_dim // 3,
-        fps=preset["fps"],
-        alignment=preset["alignment"],
-        period=preset["period"],
-        d_model=d_model,
-        n_head=n_head,
-        n_layers=n_layers,
-        d_ff=d_ff,
-        subjects=list(subjects),
-    )
 
 
 def _check_subjects(n_styles: int, subjects: list[str], source: str) -> None:
@@ -169,7 +149,8 @@ def convert(
         )
     sem_dir = Path(wav2sem_config or encoder)
     sem_config = load_encoder_config(sem_dir) if has_semantic else None
-    spec = _host_spec(state, arch, preset, subjects, n_head, source)
+    host = host_class(arch)
+    spec = host.official_spec(state, preset, subjects, n_head, source)
     width = need(state, "audio_feature_map.weight", source).shape[1]
     if width != enc_config.hidden_size:
         raise ModelError(
@@ -178,7 +159,6 @@ def convert(
             "Pass the encoder folder the model was trained with.",
         )
     progress("mapping", 0.0)
-    host = host_class(arch)
     style = need(state, host.official_style_key, source)
     _check_subjects(style.shape[1 if host.official_style_transposed else 0], subjects, source)
     options = {"vqvae": vqvae, "vq_heads": vq_heads}

@@ -91,6 +91,29 @@ class HostModel(nn.Module):
         return {}
 
     @classmethod
+    def official_spec(cls, state: dict[str, torch.Tensor], preset: dict[str, Any], subjects: list[str],
+                      n_head: int, source: str) -> HostSpec:
+        """The dimensions of an official checkpoint, read from its tensors' shapes (the FaceFormer /
+        CodeTalker stage-2 layout both hosts share; a host with another layout overrides this)."""
+        from .checkpoints import layer_count, need
+
+        d_model, out_dim = need(state, "vertice_map.weight", source).shape
+        if out_dim % 3:
+            raise Wav2SemError("checkpoint_mismatch", f"{source}: output width {out_dim} is not 3 x vertices.", "")
+        return HostSpec(
+            arch=cls.arch,
+            n_vertices=out_dim // 3,
+            fps=preset["fps"],
+            alignment=preset["alignment"],
+            period=preset["period"],
+            d_model=d_model,
+            n_head=n_head,
+            n_layers=layer_count(state, "transformer_decoder.layers."),
+            d_ff=need(state, "transformer_decoder.layers.0.linear1.weight", source).shape[0],
+            subjects=list(subjects),
+        )
+
+    @classmethod
     def from_official(cls, spec: HostSpec, encoder_config: PretrainedConfig, semantic_config: Any, fusion: str,
                       state: dict[str, torch.Tensor], source: str, options: dict[str, Any]
                       ) -> tuple[HostModel, dict[str, torch.Tensor]]:
