@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from tests import blender_env as be
-from tests.bundles import make_tiny_bundle
+from tests.bundles import make_tiny_bundle, speech_like
 from tests.helpers import REPO
 from wav2sem_blender import operators
 from wav2sem_blender.compat import all_strips
@@ -106,6 +106,9 @@ def test_status_bar_shows_the_stage_while_generating_and_is_cleared_after(assets
     assert operators.status_line("encode", 0.4) == "Lip sync: encoding audio 40%"
     assert operators.status_line("decode", 1.2) == "Lip sync: decoding motion 100%"
     be.make_head()
+    # long enough that encoding and decoding span many of the operator's 50 ms polls, even on a fast machine
+    long_voice = speech_like(assets["tmp"] / "long.wav", 20.0)
+    slow_bundle = make_tiny_bundle(assets["tmp"] / "ct", arch="codetalker")
     seen: set[str] = set()
     stop = threading.Event()
 
@@ -117,7 +120,7 @@ def test_status_bar_shows_the_stage_while_generating_and_is_cleared_after(assets
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        result = bpy.ops.wav2sem.generate(audio=str(assets["voice"]), object="Head", bundle=str(assets["bundle"]),
+        result = bpy.ops.wav2sem.generate(audio=str(long_voice), object="Head", bundle=str(slow_bundle),
                                           mode="COMPACT")
     finally:
         stop.set()
