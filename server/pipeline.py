@@ -74,7 +74,10 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
     if model.spec.result == "weights":  # named controls: the result is controls whatever was asked
         kind = "controls"
         weights = model.generate(x, weights, semantic=semantic, progress=progress)
-        arrays = {"weights": weights.float().cpu().numpy(), "names": np.array(model.spec.control_names)}
+        # Controls are weights in [0, 1] (what shape keys and the rig expect); the regression
+        # head is unbounded and overshoots slightly (the default: about -0.07 to 1.01 on speech).
+        weights = weights.float().clamp(0.0, 1.0)
+        arrays = {"weights": weights.cpu().numpy(), "names": np.array(model.spec.control_names)}
     elif request.result == "compact" and model.exact_compact:
         kind = "compact"
         arrays = model.generate_compact(x, weights, semantic=semantic, progress=progress)
