@@ -85,6 +85,7 @@ def _infer(args: argparse.Namespace) -> None:
         fps=args.fps,
         max_seconds=args.max_seconds,
         result="compact" if args.compact else "offsets",
+        precision=args.precision,
     ).validate()
     from .progress import ConsoleProgress
 
@@ -110,7 +111,7 @@ def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progre
 
     device = resolve_device(args.device)
     bundle = args.bundle or str(default_bundle())
-    loaded = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic))
+    loaded = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic), request.precision)
     template = None
     if args.template:
         from .template import parse_landmarks, read_template
@@ -196,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the model runs: auto picks a CUDA GPU when PyTorch sees one, else the CPU")
     p.add_argument("--fps", type=float, help="resample the motion to this frame rate (default: the model's own)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio")
+    p.add_argument("--precision", default="exact", choices=["exact", "fast"],
+                   help="exact: the model as trained; fast: int8 wav2vec2/HuBERT encoders on the CPU, a measured "
+                   "approximation (see the README; the embedded default and CUDA run exact either way)")
     p.add_argument(
         "--compact",
         action="store_true",

@@ -20,6 +20,7 @@ from .compact import DEFAULT_MAX_ERROR, svd_basis
 from .models.bundle import LoadedBundle
 from .models.host import Progress, no_progress
 from .models.interrupt import cancellation_points
+from .models.precision import with_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -54,6 +55,7 @@ def run(bundle: LoadedBundle, request: InferRequest, progress: Progress = no_pro
     A ``progress`` object with a ``check()`` method is also asked between encoder layers, so
     a cancelled request stops there (``check`` raises).
     """
+    bundle = with_precision(bundle, request.precision)  # a no-op when loaded for that precision
     model = bundle.model
     with cancellation_points([model.audio_encoder, model.semantic], getattr(progress, "check", None)):
         return _run(bundle, request, progress)
@@ -105,6 +107,8 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "subject2": request.subject2,
         "blend": request.blend if request.subject2 is not None else None,
         "device": str(next(model.parameters()).device),
+        "precision": bundle.precision,
+        "precision_changes": bundle.precision_note or "none (the model as trained)",
         "audio": os.path.basename(request.audio),
         "seconds": round(time.perf_counter() - started, 3),
         "bundle_provenance": bundle.meta.get("provenance", {}),

@@ -64,7 +64,7 @@ class Server:
         self.pending: dict[Any, Job] = {}
         self.current: Job | None = None
         self.lock = threading.Lock()
-        self.models: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.models: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
         self.finished = threading.Event()
 
     # -- reader thread ----------------------------------------------------------------------
@@ -172,7 +172,7 @@ class Server:
                  "hint": "Try again; if it repeats, report it with the server log."}
             )
 
-    def bundle(self, bundle: str, device_name: str, semantic: bool = True):
+    def bundle(self, bundle: str, device_name: str, semantic: bool = True, precision: str = "exact"):
         """The loaded bundle, kept warm (the ``WARM_MODELS`` most recently used); empty: the embedded default."""
         from .models.bundle import default_bundle, load_bundle, variant_for
         from .pipeline import resolve_device
@@ -180,11 +180,11 @@ class Server:
         bundle = bundle or str(default_bundle())
         device = resolve_device(device_name)
         variant = variant_for(bundle, semantic)
-        key = (str(Path(bundle).resolve()), str(device), variant)
+        key = (str(Path(bundle).resolve()), str(device), variant, precision)
         if key in self.models:
             self.models.move_to_end(key)
             return self.models[key]
-        model = load_bundle(bundle, device, variant)
+        model = load_bundle(bundle, device, variant, precision)
         self.models[key] = model
         while len(self.models) > WARM_MODELS:
             self.models.popitem(last=False)
@@ -217,7 +217,7 @@ class Server:
         reporter = Reporter(self.outbox, job)
         with reporter:
             reporter("load", 0.0)
-            loaded = self.bundle(request.bundle, request.device, request.semantic)
+            loaded = self.bundle(request.bundle, request.device, request.semantic, request.precision)
             result = run(loaded, request, reporter)
             reporter("write", 0.0)
             result.save(out)

@@ -17,6 +17,9 @@ MAX_SECONDS_LIMIT = 3600.0
 DEFAULT_MAX_SECONDS = 600.0
 RESULT_REQUESTS = ("offsets", "compact")  # what a vertex model is asked for; control models answer controls
 DEVICES = ("auto", "cpu", "cuda")
+# exact: the model as trained (the default); fast: a measured approximation where one exists
+# (int8 wav2vec2/HuBERT encoders on the CPU; the result's provenance says what it changed)
+PRECISIONS = ("exact", "fast")
 
 
 def _number(value: Any) -> bool:
@@ -42,6 +45,7 @@ class InferRequest:
     fps: float | None = None
     max_seconds: float = DEFAULT_MAX_SECONDS
     result: str = "offsets"  # or "compact": bias + weights @ basis
+    precision: str = "exact"  # or "fast" (see PRECISIONS)
 
     def validate(self) -> InferRequest:
         if not isinstance(self.audio, str) or not self.audio.strip():
@@ -62,6 +66,8 @@ class InferRequest:
             raise _bad(f"Unknown result kind '{self.result}'.", "Use offsets or compact.")
         if self.device not in DEVICES:
             raise _bad(f"Unknown device '{self.device}'.", "Use auto, cpu or cuda.")
+        if self.precision not in PRECISIONS:
+            raise _bad(f"Unknown precision '{self.precision}'.", "Use exact or fast.")
         for name in ("subject", "subject2"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
@@ -98,5 +104,5 @@ class InferRequest:
 _TYPES: dict[str, tuple[type, ...]] = {
     "audio": (str,), "bundle": (str,), "out": (str,), "subject": (str, int), "subject2": (str, int),
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
-    "max_seconds": (int, float), "result": (str,),
+    "max_seconds": (int, float), "result": (str,), "precision": (str,),
 }

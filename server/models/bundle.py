@@ -61,6 +61,8 @@ class LoadedBundle:
     path: Path
     variant: str  # "main", or "plain": the decoder trained without Wav2Sem
     normalize_audio: bool  # the encoder's preprocessing: zero-mean unit-variance input
+    precision: str = "exact"  # or "fast": see models/precision.py
+    precision_note: str = ""  # what the fast variant changed ("" for exact)
 
 
 def default_bundle() -> Path:
@@ -101,11 +103,13 @@ def variant_for(folder: str | Path, semantic: bool) -> str:
     return "plain" if not semantic and read_meta(folder).get("plain") else "main"
 
 
-def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main") -> LoadedBundle:
+def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main",
+                precision: str = "exact") -> LoadedBundle:
     """Load a bundle folder into an eval-mode model on ``device``.
 
     ``variant="plain"`` loads the decoder the bundle's recipe trained without Wav2Sem (same
-    seed and budget), sharing the main weights' frozen encoder.
+    seed and budget), sharing the main weights' frozen encoder. ``precision="fast"`` returns
+    the measured approximation of ``models/precision.py`` where the model has one.
     """
     folder = Path(folder)
     meta = read_meta(folder)
@@ -125,7 +129,12 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
             "Rebuild the bundle with `python -m server convert`.",
         ) from exc
     load_exactly(model, state, f"The bundle {folder.name}")
-    return LoadedBundle(model.eval().to(device), meta, folder, variant, _normalizes(folder, meta))
+    loaded = LoadedBundle(model.eval().to(device), meta, folder, variant, _normalizes(folder, meta))
+    if precision == "exact":
+        return loaded
+    from .precision import with_precision
+
+    return with_precision(loaded, precision)
 
 
 def _normalizes(folder: Path, meta: dict) -> bool:
