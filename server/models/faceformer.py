@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..compact import exact_linear_basis
+from ..threads import sequential
 from .host import HostModel, Progress, no_progress
 
 
@@ -47,16 +48,17 @@ class FaceFormer(HostModel):
         """Cached autoregressive decoding: memory (S, d), style (d,) -> states Y (T, d)."""
         n = self.n_frames(memory)
         a, c = self.feedback_map()
-        state = self.decoder.start(memory, n)
         out = torch.empty(n, self.spec.d_model, device=memory.device, dtype=memory.dtype)
         token = style
         every = max(1, n // 100)
-        for i in range(n):
-            y = state.step(token)
-            out[i] = y
-            token = y @ a.T + c + style
-            if i % every == 0:
-                progress("decode", i / n)
+        with sequential(memory.device):  # hundreds of tiny operations per frame: see server/threads.py
+            state = self.decoder.start(memory, n)
+            for i in range(n):
+                y = state.step(token)
+                out[i] = y
+                token = y @ a.T + c + style
+                if i % every == 0:
+                    progress("decode", i / n)
         progress("decode", 1.0)
         return out
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from wav2sem_contract.errors import Wav2SemError
 
+from ..threads import parallel
 from .decoding import CausalDecoder
 from .encoders import build_phonetic
 from .wav2sem import build_semantic
@@ -198,11 +199,13 @@ class HostModel(nn.Module):
 
     def memory(self, input_values: torch.Tensor, semantic: bool = True) -> torch.Tensor:
         """(N,) audio (normalised if ``audio_encoder.normalized_input``) -> (S, d_model) decoder memory."""
-        x = input_values.reshape(1, -1).to(self.audio_proj.weight.device)
-        frames, source = self.audio_encoder.encode(x)
-        if semantic and self.semantic is not None:
-            frames = self.semantic(frames, source)
-        return self.audio_proj(frames)[0]
+        device = self.audio_proj.weight.device
+        x = input_values.reshape(1, -1).to(device)
+        with parallel(device):
+            frames, source = self.audio_encoder.encode(x)
+            if semantic and self.semantic is not None:
+                frames = self.semantic(frames, source)
+            return self.audio_proj(frames)[0]
 
     def n_frames(self, memory: torch.Tensor) -> int:
         return memory.shape[0] // self.spec.audio_per_frame
