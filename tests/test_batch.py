@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.bundles import make_tiny_bundle, speech_like
+from tests.helpers import write_head_blend
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = REPO / "wav2sem_blender" / "batch.py"
@@ -19,19 +20,7 @@ BATCH = REPO / "wav2sem_blender" / "batch.py"
 def scene(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batch")
     blend = tmp / "in.blend"
-    code = textwrap.dedent(
-        f"""
-        import bpy
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        me = bpy.data.meshes.new("Head")
-        me.from_pydata([(i * 1e-4, (i % 7) * 1e-3, 0) for i in range(5023)], [], [])
-        ob = bpy.data.objects.new("Head", me)
-        bpy.context.scene.collection.objects.link(ob)
-        bpy.context.scene.render.fps = 30
-        bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
-        """
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    write_head_blend(blend)
     return {"tmp": tmp, "blend": blend, "bundle": make_tiny_bundle(tmp / "bundle")}
 
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from tests.bundles import make_tiny_bundle
-from tests.helpers import REPO
+from tests.helpers import REPO, write_head_blend
 from tests.processes import servers_below
 from tests.terminal import run_on_terminal
 
@@ -24,19 +24,7 @@ def shot(tmp_path_factory):
     """A .blend with a 5023-vertex head, a tiny vertex model and a folder of three 2 s speech clips."""
     tmp = tmp_path_factory.mktemp("batch-progress")
     blend = tmp / "shot.blend"
-    code = textwrap.dedent(
-        f"""
-        import bpy
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        me = bpy.data.meshes.new("Head")
-        me.from_pydata([(i * 1e-4, (i % 7) * 1e-3, 0) for i in range(5023)], [], [])
-        ob = bpy.data.objects.new("Head", me)
-        bpy.context.scene.collection.objects.link(ob)
-        bpy.context.scene.render.fps = 30
-        bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
-        """
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    write_head_blend(blend)
     audio, rate = sf.read(REPO / "assets" / "sample_sentence.wav", dtype="float32")
     voice = tmp / "voice"
     voice.mkdir()
