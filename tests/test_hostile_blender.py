@@ -21,6 +21,7 @@ import pytest
 
 from tests import blender_env as be
 from tests.bundles import make_tiny_bundle, speech_like
+from tests.helpers import write_head_blend
 from tests.test_batch import inspect as inspect_blend
 from tests.test_batch import run_batch
 from wav2sem_blender import runtime
@@ -205,17 +206,7 @@ def test_generate_reports_the_replaced_curves_and_the_backup(tmp_path):
 @pytest.fixture(scope="module")
 def batch_scene(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile-batch")
-    blend = tmp / "in.blend"
-    code = (
-        "import bpy\n"
-        "bpy.ops.wm.read_factory_settings(use_empty=True)\n"
-        "me = bpy.data.meshes.new('Head')\n"
-        "me.from_pydata([(i * 1e-4, (i % 7) * 1e-3, 0) for i in range(5023)], [], [])\n"
-        "ob = bpy.data.objects.new('Head', me)\n"
-        "bpy.context.scene.collection.objects.link(ob)\n"
-        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    blend = write_head_blend(tmp / "in.blend")
     bad = tmp / "bad.wav"
     bad.write_bytes(np.random.default_rng(1).bytes(4000))  # not audio: the server refuses it
     good = speech_like(tmp / "good.wav", 1.0)
