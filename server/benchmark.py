@@ -71,14 +71,15 @@ def measure(arch: str, seconds: float, method: str, size: str, device: str, thre
     x = _signal(seconds).to(device)
     style = model.style(model.style_weights(0))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    started = time.perf_counter()
-    memory = model.memory(x)
-    sync()
-    encode = time.perf_counter() - started
-    started = time.perf_counter()
-    out = model.decode_reference(memory, style) if method == "official" else model.decode(memory, style)
-    sync()
-    decode = time.perf_counter() - started
+    with torch.inference_mode():  # as the pipeline runs (server/pipeline.py), for both methods
+        started = time.perf_counter()
+        memory = model.memory(x)
+        sync()
+        encode = time.perf_counter() - started
+        started = time.perf_counter()
+        out = model.decode_reference(memory, style) if method == "official" else model.decode(memory, style)
+        sync()
+        decode = time.perf_counter() - started
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device == "cuda"
