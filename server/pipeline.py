@@ -17,10 +17,9 @@ from wav2sem_contract.result import InferResult
 from . import __version__
 from .audio import load_for_model
 from .compact import DEFAULT_MAX_ERROR, svd_basis
-from .models.bundle import LoadedBundle
+from .models.bundle import LoadedBundle, with_precision
 from .models.host import Progress, no_progress
 from .models.interrupt import cancellation_points
-from .models.precision import with_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from server.models.bundle import default_bundle, load_bundle
-from server.models.precision import hf_encoders, with_precision
+from server.models.bundle import default_bundle, load_bundle, with_precision
+from server.models.precision import hf_encoders
 from server.pipeline import run
 from tests.bundles import make_tiny_bundle, speech_like
 from tests.helpers import REPO

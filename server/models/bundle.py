@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from wav2sem_contract.errors import ModelError
+from wav2sem_contract.request import PRECISIONS
 
 from ..safe_output import BUNDLE_FORMAT, check_output_folder, commit_folder, staging_folder
 from .bundle_schema import check_meta, inside, sha256_of, verified_file
@@ -132,7 +133,6 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant:
     loaded = LoadedBundle(model.eval().to(device), meta, folder, variant, _normalizes(folder, meta))
     if precision == "exact":
         return loaded
-    from .precision import with_precision
 
     return with_precision(loaded, precision)
 
@@ -276,3 +276,19 @@ def _copy_hf_config(src: str | Path, dst: Path) -> None:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def with_precision(loaded: LoadedBundle, precision: str) -> LoadedBundle:
+    """``loaded`` as ``precision`` asks: itself, or a fast copy (the exact model stays as it is)."""
+    if precision not in PRECISIONS:
+        raise ModelError("bad_request", f"Unknown precision '{precision}'.", "Use exact or fast.")
+    if precision == loaded.precision:
+        return loaded
+    if loaded.precision != "exact":
+        raise ModelError("bad_request", "This model was loaded for fast precision; exact needs the bundle "
+                         "loaded again.", "Load the bundle with precision exact.")
+    from .precision import fast_variant  # torch quantisation code, only when a fast model is asked for
+
+    device = next(loaded.model.parameters()).device
+    model, note = fast_variant(loaded.model, device)
+    return replace(loaded, model=model, precision=precision, precision_note=note)

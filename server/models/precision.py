@@ -22,18 +22,12 @@ the precision used and what it changed.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import warnings
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from wav2sem_contract.errors import ModelError, Wav2SemError
-from wav2sem_contract.request import PRECISIONS
-
-if TYPE_CHECKING:
-    from .bundle import LoadedBundle
+from wav2sem_contract.errors import Wav2SemError
 
 
 def _quantize_linear(linear: nn.Linear) -> nn.Module:
@@ -81,17 +75,3 @@ def fast_variant(model: nn.Module, device: torch.device | str) -> tuple[nn.Modul
     fast = copy.deepcopy(model)
     count = sum(_quantize_hf_encoder(hf) for hf in hf_encoders(fast))
     return fast.eval(), f"int8 dynamic quantisation of the {count} linear layers of the wav2vec2/HuBERT encoders"
-
-
-def with_precision(loaded: LoadedBundle, precision: str) -> LoadedBundle:
-    """``loaded`` as ``precision`` asks: itself, or a fast copy (the exact model stays as it is)."""
-    if precision not in PRECISIONS:
-        raise ModelError("bad_request", f"Unknown precision '{precision}'.", "Use exact or fast.")
-    if precision == loaded.precision:
-        return loaded
-    if loaded.precision != "exact":
-        raise ModelError("bad_request", "This model was loaded for fast precision; exact needs the bundle "
-                         "loaded again.", "Load the bundle with precision exact.")
-    device = next(loaded.model.parameters()).device
-    model, note = fast_variant(loaded.model, device)
-    return dataclasses.replace(loaded, model=model, precision=precision, precision_note=note)
