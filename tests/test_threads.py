@@ -32,9 +32,9 @@ memory = model.memory(torch.from_numpy(raw))
 model.decode(memory, style)
 
 
-def loop():  # one-thread work of a similar length: what fair sharing of the cores allows
+def loop():  # one-thread work about as long as the decoding: what fair sharing of the cores allows
     started, x = time.perf_counter(), 0
-    for i in range(1_500_000):
+    for i in range(4_000_000):
         x = (x + i) % 1_000_003
     return time.perf_counter() - started
 
@@ -60,13 +60,15 @@ print(json.dumps({k: min(v) for k, v in times.items()}))
 
 
 def test_decoding_with_busy_cores_is_at_most_twice_as_slow_as_idle(tmp_path):
-    """Before the policy, the default's decoder ran 10-60x slower with two busy processes on 2 cores.
+    """Before the policy, the default's decoder ran 9-20x slower with two busy processes on 2 cores.
 
     Each time is the fastest of 10, idle and busy rounds alternating. A one-thread Python loop
     measured the same way gives the slow-down that sharing the cores imposes on any work: 1.5x
-    with two spinners on 2 cores, more when other work runs too (on a shared machine it was
-    1.4-2.9x). The bound is 2x, or 1.5x that floor where the floor alone comes near 2x; the
-    decoder's own ratio was 1.1-1.4x the floor's.
+    with two spinners on 2 cores, more when other work runs too (1.4-1.7x on the shared 2-core
+    development machine, where the decoder measured 1.5-1.7x now and 4-5x before). The decoder
+    suffers somewhat more than that loop even where no thread pool exists at all (a process
+    started with OMP_NUM_THREADS=1: up to 1.65x the loop's ratio), so the bound is 2x, or twice
+    the loop's ratio where other load makes that larger.
     """
     audio = speech_like(tmp_path / "speech.wav", 10.0)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -78,7 +80,7 @@ def test_decoding_with_busy_cores_is_at_most_twice_as_slow_as_idle(tmp_path):
     floor = t["loop busy"] / t["loop idle"]
     print(f"decode idle {t['decode idle']:.3f} s, busy {t['decode busy']:.3f} s: {ratio:.2f}x "
           f"(one-thread loop {floor:.2f}x)")
-    assert ratio <= max(2.0, 1.5 * floor)
+    assert ratio <= max(2.0, 2.0 * floor)
 
 
 def test_encoder_threads_are_the_free_cores(monkeypatch):
