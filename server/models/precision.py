@@ -11,8 +11,8 @@ What it costs and gains is printed by ``python benchmarks/precision.py`` (wav2ve
 sizes): see the README. Left exact on purpose:
 
 * the embedded default's Whisper tiny encoder: int8 changed its states by ~20 % and flipped
-  single-frame lip closures (control deviations up to 0.79 on real speech) for a 1.2x gain,
-  and trimming its 30 s padded window flipped them too (up to 0.85); see ``whisper.py``;
+  single-frame lip closures (control deviations up to 0.79 on real speech) for a 1.1-1.3x gain,
+  and trimming its 30 s padded window flipped them too (up to 0.93); see ``whisper.py``;
 * CUDA: no fast variant has been measured on a GPU yet, so a fast request runs exact there.
 
 ``LoadedBundle.precision`` says which one a loaded model is; the result's provenance names
