@@ -84,14 +84,37 @@ def staging_folder(target: Path) -> Path:
 
 
 def commit_folder(staged: Path, target: Path) -> Path:
-    """Move ``staged`` into place; an existing bundle (or empty folder) at ``target`` is replaced."""
-    if target.exists():
-        if not (is_our_bundle(target) or not any(target.iterdir())):
-            raise _refuse(f"'{target}' changed while the bundle was written; nothing was replaced.", "Try again.")
-        graveyard = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rename(target, graveyard / "bundle")
+    """Move ``staged`` into place; an existing bundle (or empty folder) at ``target`` is replaced.
+
+    If the move fails, whatever was at ``target`` is back there and the error says so.
+    """
+    if not target.exists():
+        try:
+            os.rename(staged, target)
+        except OSError as exc:
+            raise _not_moved(target, exc, "nothing was written there") from exc
+        return target
+    if not (is_our_bundle(target) or not any(target.iterdir())):
+        raise _refuse(f"'{target}' changed while the bundle was written; nothing was replaced.", "Try again.")
+    graveyard = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old = graveyard / "bundle"
+    try:
+        os.rename(target, old)
+    except OSError as exc:
+        graveyard.rmdir()
+        raise _not_moved(target, exc, "the old one was kept") from exc
+    try:
         os.rename(staged, target)
-        shutil.rmtree(graveyard, ignore_errors=True)
-    else:
-        os.rename(staged, target)
+    except OSError as exc:
+        # Half way: the old bundle is out of its place. Put it back, or it would be left in a
+        # hidden folder with nothing at ``target``.
+        os.rename(old, target)
+        graveyard.rmdir()
+        raise _not_moved(target, exc, "the old one was kept") from exc
+    shutil.rmtree(graveyard, ignore_errors=True)
     return target
+
+
+def _not_moved(target: Path, exc: OSError, kept: str) -> ModelError:
+    return _refuse(f"The new bundle could not be moved into '{target}' ({exc.strerror or exc}); {kept}.",
+                   "Check that the folder is writable and not in use, then run the command again.")

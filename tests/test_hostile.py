@@ -144,6 +144,21 @@ def test_failed_save_leaves_no_trace_and_old_bundle_intact(assets, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+def test_a_move_that_fails_half_way_puts_the_old_bundle_back(assets, tmp_path):
+    from server.safe_output import commit_folder
+
+    target = tmp_path / "b"
+    shutil.copytree(assets["bundle"], target)
+    before = tree_digest(target)
+    vanished = tmp_path / ".b.gone.partial"  # a staging folder something else removed: the second rename fails
+    with pytest.raises(ModelError) as err:
+        commit_folder(vanished, target)
+    assert "could not be moved" in err.value.message and "old one was kept" in err.value.message
+    assert err.value.hint
+    assert tree_digest(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no hidden .old folder holding the bundle
+
+
 # -- 3. serve: ill-formed messages never stop the reader ------------------------------------------
 
 def test_serve_survives_bad_ids_deep_nesting_and_nan():

@@ -185,10 +185,10 @@ def save_bundle(
     tmp = staging_folder(target)
     try:
         _write_bundle(tmp, model, encoder_dir, semantic_dir, provenance, half, plain)
+        commit_folder(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder, never the user's
+        shutil.rmtree(tmp, ignore_errors=True)  # our own staging folder (gone once committed), never the user's
         raise
-    commit_folder(tmp, target)
     return Path(out)
 
 
