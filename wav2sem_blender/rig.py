@@ -63,6 +63,16 @@ def landmarks_of(
     )
 
 
+def rig_deltas(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
+    """Each control's (V, 3) delta on ``ob`` at ``rest`` (float64), from its mouth landmarks."""
+    try:
+        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
+    except articulation.RigError as exc:
+        raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
+                           "Check the W2S vertex groups (corners left/right, lips, chin).") from None
+    return articulation.control_deltas(rest, frame)
+
+
 def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
     """Add (or refresh) the control shape keys on ``ob``; returns the names written."""
     if ob is None or ob.type != "MESH":
@@ -71,12 +81,7 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
         raise Wav2SemError("rig_target", f"'{ob.name}' is linked from a library and cannot get shape keys.",
                            "Make it local (Object > Relation > Make Local) first.")
     rest = rest_positions(ob).astype(np.float64)
-    try:
-        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
-    except articulation.RigError as exc:
-        raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
-                           "Check the W2S vertex groups (corners left/right, lips, chin).") from None
-    deltas = articulation.control_deltas(rest, frame)
+    deltas = rig_deltas(ob, rest)
     if ob.data.shape_keys is None:
         ob.shape_key_add(name="Basis", from_mix=False)
     blocks = ob.data.shape_keys.key_blocks

@@ -13,11 +13,9 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from wav2sem_contract import articulation
-from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.result import InferResult
 
-from ..rig import landmarks_of
+from ..rig import rig_deltas
 from .common import rest_positions
 
 
@@ -36,18 +34,9 @@ def control_deltas(ob: bpy.types.Object, names: list[str]) -> np.ndarray:
             deltas[k] = co.reshape(-1, 3) - rest
             continue
         if rig is None:
-            rig = _rig_deltas(ob, rest.astype(np.float64))
+            rig = rig_deltas(ob, rest.astype(np.float64))
         deltas[k] = rig.get(name, 0.0)
     return deltas
-
-
-def _rig_deltas(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
-    try:
-        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
-    except articulation.RigError as exc:
-        raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
-                           "Check the W2S vertex groups (corners left/right, lips, chin).") from None
-    return articulation.control_deltas(rest, frame)
 
 
 def as_compact(ob: bpy.types.Object, result: InferResult) -> InferResult:
