@@ -36,7 +36,6 @@ from wav2sem_blender.compat import fcurves_of  # noqa: E402
 from wav2sem_blender.writers.common import (  # noqa: E402
     add_fcurve,
     ensure_basis,
-    keyframe_frames,
     new_shape_key,
     rest_positions,
 )
@@ -212,7 +211,7 @@ def naive_vs_bulk(T: int = 300) -> dict:
     # The same keyframes in bulk on the same keys, into a fresh action: keyframing alone.
     key = ob.data.shape_keys
     key.animation_data.action = None
-    frames = keyframe_frames(FIRST, T, FPS, FPS)
+    frames = TIMING.frames(T)
     t0 = time.perf_counter()
     fcurves = fcurves_of(key, action_name="Bulk")
     for k, kb in enumerate(keys):

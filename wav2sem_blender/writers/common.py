@@ -42,11 +42,6 @@ def scene_fps(scene: bpy.types.Scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def keyframe_frames(first_frame: float, n: int, model_fps: float, fps: float) -> np.ndarray:
-    """Scene frame of each model frame: fractional when the rates differ (linear resampling in time)."""
-    return first_frame + np.arange(n, dtype=np.float64) * (fps / model_fps)
-
-
 def add_fcurve(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, index: int = 0):
     """One F-curve, filled in bulk (never one ``keyframe_insert`` per key)."""
     fc = fcurves.find(data_path, index=index)

@@ -24,7 +24,7 @@ from ..compat import fcurves_of
 from ..key_paths import key_path
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
-from .common import add_fcurve, keyframe_frames
+from .common import add_fcurve
 
 SPEC = WriterSpec("CONTROLS", "controls", "Control Curves",
                   "F-curves on the object's own shape keys named like the model's controls", request="offsets")
@@ -114,7 +114,7 @@ def write_controls(
             backup.name = action.name + BACKUP_SUFFIX  # Blender adds .001 if a backup already exists
             backup.use_fake_user = True
     fcurves = fcurves_of(key, action_name=f"{PREFIX}{ob.name} Controls")
-    frames = keyframe_frames(first_frame, len(weights), model_fps, fps)
+    frames = Timing(model_fps, first_frame, fps).frames(len(weights))
     for k, name in found:
         fc = add_fcurve(fcurves, key_path(name), frames, np.clip(weights[:, k], 0.0, 1.0))
         own[fc.data_path] = _fingerprint(fc)
