@@ -75,6 +75,17 @@ def test_result_file_and_reply_keep_the_kind(tmp_path, kind):
     assert not list(tmp_path.glob(".*tmp"))  # written atomically
 
 
+def test_a_result_that_cannot_be_saved_says_so_and_leaves_no_temp_file(tmp_path):
+    taken = tmp_path / "r.npz"
+    taken.mkdir()  # a folder where the file should go: the final rename fails after the arrays were written
+    (taken / "keep.txt").write_text("mine")
+    with pytest.raises(Wav2SemError) as err:
+        InferResult("offsets", 30.0, _arrays("offsets")).save(taken)
+    assert err.value.code == "result_unwritable" and "could not be written" in err.value.message and err.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]
+    assert (taken / "keep.txt").read_text() == "mine"
+
+
 def test_result_file_missing_arrays_or_with_pickles_is_refused(tmp_path):
     np.savez(tmp_path / "bad.npz", kind=np.array("compact"), fps=np.float32(30), weights=np.zeros((2, 2)))
     with pytest.raises(Wav2SemError) as err:

@@ -76,9 +76,18 @@ class InferResult:
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         arrays = {**self.arrays, "kind": np.array(self.kind), "fps": np.float32(self.fps),
                   "provenance": np.array(json.dumps(self.provenance))}
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, out)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, out)
+        except OSError as exc:  # a full disk, a folder at ``out``: no half-written temp file stays behind
+            tmp.unlink(missing_ok=True)
+            raise Wav2SemError("result_unwritable", f"The result could not be written to '{out}' "
+                               f"({exc.strerror or exc}).",
+                               "Choose an output path in a folder you can write to, with free space.") from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.path = str(out)
         return out
 
