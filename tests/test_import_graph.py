@@ -8,6 +8,7 @@ together, it only hides the knot until the function runs.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,18 +185,46 @@ def _top(target: str) -> str:
     return target.split(".")[0]
 
 
-def test_layering():
-    _, raw = graph()
+# What each side may never import (docs/ARCHITECTURE.md): the add-on runs in Blender's Python
+# (no torch) and talks to the server only through a subprocess; the contract is stdlib + numpy,
+# imported by both sides; the extension zip ships server/ without training/.
+FORBIDDEN = {
+    "server": {"wav2sem_blender": "the server never depends on the add-on",
+               "training": "the extension zip ships server/ without training/"},
+    "wav2sem_blender": {"server": "the add-on starts the server as a process, it never imports it",
+                        "torch": "Blender's Python has no torch",
+                        "training": "the zip has no training/"},
+}
+CONTRACT_MAY_IMPORT = {"wav2sem_contract", "numpy"}  # and the standard library
+
+
+def layering_errors(raw: dict[str, list[tuple[str, bool]]]) -> list[str]:
     wrong = []
     for name, found in raw.items():
         top = _top(name)
         for target, at_import in found:
-            if top == "server" and _top(target) == "wav2sem_blender":
-                wrong.append(f"{name} imports {target}: the server never depends on the add-on")
-            if top == "server" and _top(target) == "training":
-                allowed = target in SERVER_TO_TRAINING.get(name, set()) and not at_import
-                if not allowed:
-                    wrong.append(f"{name} imports {target}: the extension zip ships server/ without training/")
-            if top == "wav2sem_blender" and _top(target) in ("torch", "training"):
-                wrong.append(f"{name} imports {target}: Blender's Python has no torch and the zip no training/")
+            why = FORBIDDEN.get(top, {}).get(_top(target))
+            if why and not (target in SERVER_TO_TRAINING.get(name, set()) and not at_import):
+                wrong.append(f"{name} imports {target}: {why}")
+            if top == "wav2sem_contract" and not (_top(target) in CONTRACT_MAY_IMPORT
+                                                   or _top(target) in sys.stdlib_module_names):
+                wrong.append(f"{name} imports {target}: the contract is stdlib + numpy (both sides import it)")
+    return wrong
+
+
+def test_layering_rules_catch_a_planted_import():
+    raw = {"wav2sem_blender.rig": [("server.pipeline", False), ("numpy", True)],
+           "wav2sem_contract.paths": [("torch", False), ("os", True), ("wav2sem_contract.errors", True)],
+           "server.audio": [("training.data", False)],
+           "server.__main__": [("training.__main__", False)]}
+    assert layering_errors(raw) == [
+        "wav2sem_blender.rig imports server.pipeline: the add-on starts the server as a process, it never imports it",
+        "wav2sem_contract.paths imports torch: the contract is stdlib + numpy (both sides import it)",
+        "server.audio imports training.data: the extension zip ships server/ without training/",
+    ]
+
+
+def test_layering():
+    _, raw = graph()
+    wrong = layering_errors(raw)
     assert not wrong, "\n".join(wrong)
