@@ -534,3 +534,25 @@ def test_jaw_bone_from_flame_chin_motion():
     # jawOpen = 1 is the articulation rig's own full opening: the angle follows the jaw weight
     assert np.abs(angles - math.radians(20) * jaw).max() < 0.1 * math.radians(20), angles
     assert np.corrcoef(angles, jaw)[0, 1] > 0.99, angles
+
+
+def test_bake_onto_a_head_with_per_frame_output_gives_it_relative_keys_again():
+    from wav2sem_blender.writers import per_frame
+
+    be.reset()
+    source, target, _ = transfer_scene()
+    target.shape_key_clear()  # per-frame output needs a mesh without keys of its own
+    rest_t = be.positions(target)
+    offsets = np.zeros((12, len(rest_t), 3), np.float32)
+    per_frame.write(target, InferResult("offsets", 30.0, {"offsets": offsets}), Timing(30.0, 1, 30.0))
+    assert not target.data.shape_keys.use_relative
+    assert bpy.ops.wav2sem.transfer_motion(source="FLAME", target="Low", mode="BAKE") == {"FINISHED"}
+    key = target.data.shape_keys
+    assert key.use_relative and "wav2sem_eval_time" not in key
+    assert {fc.data_path for fc in fcurves_of(key)} == {key_path(f"W2S Basis {k:02d}") for k in range(4)}
+    corners, bary = surface_reference(source, target)
+    disp = be.evaluated(source, 5) - be.positions(source)
+    reference = vectors(source, np.einsum("vj,vjd->vd", bary, disp[corners]))
+    got = vectors(target, be.evaluated(target, 5) - rest_t)
+    peak = np.linalg.norm(reference, axis=1).max()
+    assert peak > 2e-3 and np.linalg.norm(got - reference, axis=1).max() < 1e-4 * peak + 1e-7

@@ -13,13 +13,13 @@ import numpy as np
 from .compat import fcurves_of, key_fcurves
 from .key_paths import key_name_of, key_path
 from .retarget_io import refuse
-from .writers import PREFIX
+from .writers import PREFIX, per_frame
 from .writers.common import (
     add_fcurve,
     copy_fcurve,
     ensure_basis,
     new_shape_key,
-    remove_own_shape_keys,
+    remove_shape_keys,
     rest_positions,
 )
 
@@ -37,7 +37,9 @@ def bake_shape_keys(
     target object-space deltas), with copies of their F-curves; returns how many F-curves were copied."""
     curves = key_fcurves(source.data.shape_keys)
     remove_surface_deform(target)
-    remove_own_shape_keys(target)
+    # The per-frame writer's own clear also puts an absolute Key back to relative: the baked keys are relative.
+    per_frame.clear(target)
+    remove_shape_keys(target, lambda name: name.startswith(PREFIX))
     ensure_basis(target)
     rest = rest_positions(target)
     names = {kb.name: kb.name if kb.name.startswith(PREFIX) else PREFIX + kb.name for kb in blocks}

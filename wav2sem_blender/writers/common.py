@@ -11,7 +11,6 @@ import numpy as np
 
 from ..compat import fcurves_of
 from ..key_paths import key_name_of
-from . import PREFIX
 
 LINEAR = 1  # enum value of 'LINEAR' for foreach_set("interpolation")
 
@@ -73,13 +72,6 @@ def remove_shape_keys(ob: bpy.types.Object, is_own: Callable[[str], bool], also_
     for kb in own:
         ob.shape_key_remove(kb)
     return len(own)
-
-
-def remove_own_shape_keys(ob: bpy.types.Object) -> int:
-    """Delete every shape key this add-on made (``W2S ...``) and their F-curves; returns how many went."""
-    key = ob.data.shape_keys
-    own_time = key is not None and bool(key.get("wav2sem_eval_time"))
-    return remove_shape_keys(ob, lambda name: name.startswith(PREFIX), ("eval_time",) if own_time else ())
 
 
 def rest_positions(ob: bpy.types.Object) -> np.ndarray:
