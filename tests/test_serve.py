@@ -211,6 +211,31 @@ def test_hung_server_times_out(assets, tmp_path):
         client.close()
 
 
+def test_a_cancel_the_server_does_not_answer_kills_it_and_the_next_request_starts_a_fresh_one(assets, tmp_path):
+    from wav2sem_blender.client import CANCEL_GRACE
+
+    client = Client(PY, stall_timeout=60.0)
+    try:
+        job = client.submit({"type": "infer", "bundle": str(assets["ct"]), "audio": str(assets["long"]),
+                             "out": str(tmp_path / "c.npz")})
+        _wait_for_stage(job, "decode")
+        proc = client.process.proc
+        os.kill(proc.pid, signal.SIGSTOP)  # stands in for one long tensor operation: the cancel is never read
+        started = time.monotonic()
+        job.cancel()
+        with pytest.raises(Wav2SemError) as err:
+            job.wait()
+        assert err.value.code == "cancelled"
+        assert CANCEL_GRACE <= time.monotonic() - started < CANCEL_GRACE + 5
+        assert proc.poll() is not None  # the client killed it
+        assert not (tmp_path / "c.npz").exists()
+        result = client.submit({"type": "infer", "bundle": str(assets["ff"]), "audio": str(assets["short"]),
+                                "out": str(tmp_path / "after.npz")}).wait()
+        assert client.process.proc.pid != proc.pid and Path(result["path"]).is_file()
+    finally:
+        client.close()
+
+
 def test_bad_interpreter_and_missing_torch(tmp_path):
     with pytest.raises(Wav2SemError) as err:
         ServerProcess(str(tmp_path / "no-python")).start()
