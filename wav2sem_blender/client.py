@@ -80,15 +80,13 @@ class Job:
         interval: float = 0.05,
     ) -> dict[str, Any]:
         """Block until finished; returns the result message or raises ``Wav2SemError``."""
-        cancel_sent = False
         while not self.poll():
             if on_progress:
                 while self.events:
                     on_progress(*self.events.popleft())
                 on_progress(self.stage, self.fraction)
-            if should_cancel and not cancel_sent and should_cancel():
+            if should_cancel and self.cancel_sent is None and should_cancel():
                 self.cancel()
-                cancel_sent = True
             time.sleep(interval)
         if on_progress:
             while self.events:
