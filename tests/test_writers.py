@@ -8,6 +8,8 @@ weights on a separate copy of the head.
 
 from __future__ import annotations
 
+import time
+
 import bpy  # noqa: I001 - must come before the add-on
 import numpy as np
 import pytest
@@ -128,3 +130,71 @@ def test_clear_all_removes_every_mode_and_nothing_of_the_users(flame):
     from wav2sem_blender.compat import action_fcurves
 
     assert not (action and action_fcurves(action))  # our control curves went with the rest
+
+
+class _Finished:
+    """A Generation that is done at once with a given result (no server): the operator's write path alone."""
+
+    result: InferResult
+
+    def __init__(self, client, plan) -> None:
+        self.plan, self.error, self.state, self.cancel_requested = plan, None, "done", False
+        self.stage, self.fraction, self.started = "write", 1.0, time.monotonic()
+
+    def step(self) -> bool:
+        return True
+
+    def load_result(self) -> InferResult:
+        return self.result
+
+
+def test_a_writer_refusing_the_result_leaves_the_earlier_run_in_place(tmp_path, monkeypatch):
+    """The operator removes an earlier run's output only once the new result is known to fit: a
+    controls result on a head without mouth landmarks is refused and the old keys keep playing."""
+    from wav2sem_blender import operators, runtime
+
+    ob = be.make_head(n=5000)  # no W2S landmark groups, and not FLAME's 5023 vertices
+    n = len(ob.data.vertices)
+    earlier = {"weights": np.ones((4, 1), np.float32), "basis": np.full((1, n, 3), 0.01, np.float32),
+               "bias": np.zeros((n, 3), np.float32), "max_error": np.float32(0), "exact": np.bool_(True)}
+    compact.write(ob, InferResult("compact", FPS, earlier), Timing(FPS, 1, FPS))
+    before = [kb.name for kb in ob.data.shape_keys.key_blocks]
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    monkeypatch.setattr(_Finished, "result", controls_result(), raising=False)
+    monkeypatch.setattr(operators, "Generation", _Finished)
+    monkeypatch.setattr(runtime, "client", lambda: None)
+    for mode in ("COMPACT", "PER_FRAME", "POINT_CACHE", "CONTROLS", "AUTO"):
+        try:
+            ret = bpy.ops.wav2sem.generate(audio=str(audio), object=ob.name, bundle=str(tmp_path), mode=mode,
+                                           add_sound=False)
+        except RuntimeError:  # bpy.ops raises on an ERROR report; the message is in the status
+            ret = {"CANCELLED"}
+        message = bpy.context.window_manager.wav2sem_status.message
+        assert ret == {"CANCELLED"} and "mouth landmarks" in message and "W2S" in message, (mode, message)
+        assert [kb.name for kb in ob.data.shape_keys.key_blocks] == before, mode
+        assert not ob.modifiers
+
+
+def test_a_point_cache_that_cannot_be_written_is_a_sentence_not_a_traceback(tmp_path, monkeypatch):
+    from wav2sem_blender import operators, runtime
+    from wav2sem_blender.writers.point_cache import cache_path
+
+    ob = be.make_head(n=5000)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    cache_path(ob, tmp_path)[0].mkdir()  # a folder where the cache file must go: the rename onto it fails
+    n = len(ob.data.vertices)
+    monkeypatch.setattr(_Finished, "result", InferResult("offsets", FPS, {"offsets": np.zeros((3, n, 3), np.float32)}),
+                        raising=False)
+    monkeypatch.setattr(operators, "Generation", _Finished)
+    monkeypatch.setattr(runtime, "client", lambda: None)
+    try:
+        ret = bpy.ops.wav2sem.generate(audio=str(audio), object=ob.name, bundle=str(tmp_path), mode="POINT_CACHE",
+                                       add_sound=False)
+    except RuntimeError:
+        ret = {"CANCELLED"}
+    message = bpy.context.window_manager.wav2sem_status.message
+    assert ret == {"CANCELLED"} and "could not be written" in message and "folder you can write to" in message
+    assert not ob.modifiers and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -216,6 +216,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             with context.temp_override(active_object=ob, object=ob):
                 bpy.ops.object.mode_set(mode="OBJECT")
         try:
+            result = registry.prepare(writer, ob, result)  # a refusal here leaves the earlier run's output
             registry.clear_all(ob)
             summary = writer.write(ob, result, Timing(result.fps, first, fps))
         finally:

@@ -1,7 +1,9 @@
 """What every writer shares: when the frames land (``Timing``) and what it reports (``Summary``).
 
 A writer is a module with ``SPEC`` (a ``WriterSpec``), ``write(obj, result, timing) -> Summary``
-and ``clear(obj)``, listed once in ``registry.py``.
+and ``clear(obj)``, listed once in ``registry.py``; optionally ``check(obj)`` (a refusal known before
+inference) and ``prepare(obj, result) -> result`` (its refusals and conversions of the result, which
+the operator runs before it removes an earlier run's output; ``write`` must still accept the raw result).
 """
 
 from __future__ import annotations

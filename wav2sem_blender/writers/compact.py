@@ -34,6 +34,11 @@ def is_own(name: str) -> bool:
     return name == BIAS or name.startswith(f"{PREFIX}Basis ")
 
 
+# What can refuse the result, before anything in the scene changes: a controls result on a head whose
+# rig cannot be computed.
+prepare = as_compact
+
+
 def clear(ob: bpy.types.Object) -> None:
     remove_shape_keys(ob, is_own)
 

@@ -24,7 +24,7 @@ from ..compat import fcurves_of
 from ..key_paths import key_path
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
-from .common import add_fcurve
+from .common import add_fcurve, rest_positions
 
 SPEC = WriterSpec("CONTROLS", "controls", "Control Curves",
                   "F-curves on the object's own shape keys named like the model's controls", request="offsets")
@@ -39,12 +39,7 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
 
     Vertex offsets cannot become control curves: such a result is refused, never written as something else.
     """
-    if result.kind != "controls":
-        raise Wav2SemError(
-            "wrong_result",
-            "Control Curves needs a model that outputs named controls; this one outputs vertex offsets.",
-            "Pick Compact, Per Frame or Point Cache, or the default model.",
-        )
+    prepare(ob, result)
     names = result.names
     notes = []
     if ensure_control_keys(ob, names):
@@ -56,6 +51,23 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
         notes.append(f"replaced your curves for {', '.join(info['replaced'])} "
                      f"(the originals are kept in the action '{info['backup']}')")
     return Summary(info["frames"], info["last_frame"], f"{info['keys']} controls", notes)
+
+
+def prepare(ob: bpy.types.Object, result: InferResult) -> InferResult:
+    """Refuse, before anything in the scene changes, vertex offsets and a head that needs the rig but
+    whose mouth landmarks cannot give one."""
+    if result.kind != "controls":
+        raise Wav2SemError(
+            "wrong_result",
+            "Control Curves needs a model that outputs named controls; this one outputs vertex offsets.",
+            "Pick Compact, Per Frame or Point Cache, or the default model.",
+        )
+    key = ob.data.shape_keys
+    if key is None or not any(n in key.key_blocks for n in result.names):
+        from ..rig import rig_deltas
+
+        rig_deltas(ob, rest_positions(ob).astype(np.float64))
+    return result
 
 
 def ensure_control_keys(ob: bpy.types.Object, names: list[str]) -> bool:

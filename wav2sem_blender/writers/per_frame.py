@@ -58,9 +58,14 @@ def clear(ob: bpy.types.Object) -> None:
         del key[EVAL_TIME]
 
 
-def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+def prepare(ob: bpy.types.Object, result: InferResult) -> InferResult:
+    """The result as offsets on ``ob``, or a refusal, before anything in the scene changes."""
     check(ob)
-    offsets = as_offsets(ob, result)["offsets"]
+    return as_offsets(ob, result)
+
+
+def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
+    offsets = prepare(ob, result)["offsets"]
     clear(ob)
     ensure_basis(ob)
     rest = rest_positions(ob)

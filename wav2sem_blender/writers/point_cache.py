@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.result import InferResult
 
 from .. import runtime
@@ -59,6 +60,11 @@ def cache_path(ob: bpy.types.Object, fallback_dir: Path) -> tuple[Path, str]:
     return path, str(path)
 
 
+# What can refuse the result, before anything in the scene changes: a controls result on a head whose
+# rig cannot be computed.
+prepare = as_offsets
+
+
 def clear(ob: bpy.types.Object) -> None:
     """Remove our Mesh Cache modifier (the .pc2 file stays: an undo may need it again)."""
     for mod in [m for m in ob.modifiers if m.name.startswith(PREFIX) and m.type == "MESH_CACHE"]:
@@ -68,7 +74,11 @@ def clear(ob: bpy.types.Object) -> None:
 def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
     offsets = as_offsets(ob, result)["offsets"]
     path, stored = cache_path(ob, runtime.cache_dir())
-    write_pc2(path, rest_positions(ob)[None] + offsets)
+    try:
+        write_pc2(path, rest_positions(ob)[None] + offsets)
+    except OSError as exc:
+        raise Wav2SemError("cache_write", f"The point cache '{path}' could not be written ({exc.strerror or exc}).",
+                           "Save the .blend in a folder you can write to, or free some disk space.") from None
     mod = ob.modifiers.get(MODIFIER)
     if mod is None or mod.type != "MESH_CACHE":
         mod = ob.modifiers.new(MODIFIER, "MESH_CACHE")

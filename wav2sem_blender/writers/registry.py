@@ -1,6 +1,6 @@
 """The output modes, listed once: the panel's enum, the operator, ``batch.py`` and ``clear`` read this.
 
-Adding a mode is one writer module (``SPEC``, ``write``, ``clear``, optionally ``check``) plus
+Adding a mode is one writer module (``SPEC``, ``write``, ``clear``, optionally ``check`` and ``prepare``) plus
 one entry in ``WRITERS``. What a mode does with each result kind is decided in the writer
 (``motion.py`` evaluates a controls result into vertex motion; the curve writer refuses vertex
 offsets) and, for the automatic mode, in ``resolve`` below.
@@ -11,6 +11,8 @@ from __future__ import annotations
 from types import ModuleType
 
 import bpy
+
+from wav2sem_contract.result import InferResult
 
 from . import compact, controls, per_frame, point_cache
 
@@ -43,6 +45,13 @@ def check(mode: str, ob: bpy.types.Object) -> None:
     pre = getattr(WRITERS.get(mode), "check", None)
     if pre is not None:
         pre(ob)
+
+
+def prepare(writer: ModuleType, ob: bpy.types.Object, result: InferResult) -> InferResult:
+    """The writer's refusals and conversions of ``result`` for ``ob`` (its optional ``prepare``): run before
+    ``clear_all``, so a result the writer cannot take leaves the earlier run's output in place."""
+    pre = getattr(writer, "prepare", None)
+    return result if pre is None else pre(ob, result)
 
 
 def clear_all(ob: bpy.types.Object) -> None:
