@@ -51,13 +51,24 @@ def terminal_size(stream: TextIO | None = None) -> dict[str, int]:
             "nrows": rows or int(os.environ.get("LINES", "0") or 0) or FALLBACK_SIZE[1]}
 
 
+class _Bar(tqdm):
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # the error line should stand alone, not under a half-full bar
+            self.leave = False
+        super().__exit__(exc_type, *exc)
+
+
 def console_bar(iterable: Iterable[Any] | None = None, *, total: float | None = None, desc: str = "",
                 unit: str = "it", enabled: bool = True, **kwargs: Any) -> tqdm:
     """A tqdm bar on stderr (over ``iterable``, or updated by hand up to ``total``), disabled (a no-op
-    with the same methods, and iterating as the plain iterable) unless stderr is a terminal."""
+    with the same methods, and iterating as the plain iterable) unless stderr is a terminal.
+
+    Use it in a ``with`` block: an exception then wipes the bar, so that the command's one error
+    line is not written after the bar's text on the same line.
+    """
     on = enabled and stderr_is_terminal()
     size = terminal_size() if on else {}
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not on, mininterval=0.5,
+    return _Bar(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not on, mininterval=0.5,
                 **size, **kwargs)
 
 

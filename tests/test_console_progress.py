@@ -20,6 +20,12 @@ SAMPLE = REPO / "assets" / "sample_sentence.wav"
 BAR = "\u2588"  # a full block: tqdm's bar
 
 
+def visible_lines(screen: str) -> list[str]:
+    """The non-empty lines a terminal shows at the end (what a carriage return drew over is gone)."""
+    lines = screen.replace("\r\n", "\n").split("\n")
+    return [line.rsplit("\r", 1)[-1].strip() for line in lines if line.rsplit("\r", 1)[-1].strip()]
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """3 s of the sample sentence (real speech)."""
@@ -58,10 +64,22 @@ def test_an_error_on_a_terminal_is_one_line_without_a_bar_left_above_it(clip, tm
                           REPO, timeout=300)
     assert run.returncode != 0
     assert "loading" in run.screen  # the bar was there
-    lines = run.screen.replace("\r\n", "\n").split("\n")
-    visible = [line.rsplit("\r", 1)[-1].strip() for line in lines]  # what is left on each line
-    visible = [line for line in visible if line]
+    visible = visible_lines(run.screen)
     assert len(visible) == 1 and visible[0].startswith("error: ") and "is a folder" in visible[0], run.screen
+
+
+def test_an_error_inside_a_training_stage_is_one_line_without_a_bar_left_above_it():
+    # no training clips: the semantic stage fails inside its epoch bar (ZeroDivisionError), and the
+    # training commands' run_command prints the one error line
+    code = ("import sys; from server.cli import run_command; from server.models.wav2sem import SemanticHeadSpec; "
+            "from training.semantic import train_semantic; "
+            "sys.exit(run_command(lambda a: train_semantic([], {}, SemanticHeadSpec(in_width=8), epochs=3), None))")
+    # (-W ignore: with no batches the scheduler steps before the optimiser, and torch warns)
+    run = run_on_terminal([sys.executable, "-W", "ignore", "-c", code], REPO, timeout=120)
+    assert run.returncode == 1
+    assert "semantic stage" in run.screen  # the bar was there
+    visible = visible_lines(run.screen)
+    assert len(visible) == 1 and visible[0].startswith("error: unexpected ZeroDivisionError"), run.screen
 
 
 def test_convert_draws_its_stages_on_a_terminal(tmp_path):

@@ -68,33 +68,32 @@ def train_decoder(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     history = []
     started = time.perf_counter()
-    bar = console_bar(total=epochs, desc=f"decoder {'with' if semantic else 'without'} Wav2Sem", unit="epoch")
-    for epoch in range(epochs):
-        model.train()
-        if model.semantic is not None:
-            model.semantic.encoder.eval()  # frozen means no dropout either (official bug 2)
-        total, count = 0.0, 0
-        for batch in batches(train, batch_size, rng):
-            frames, mask = pad([e.frames for e in batch])
-            targets, _ = pad([e.targets for e in batch])
-            states, states_mask = pad([e.states for e in batch]) if semantic else (None, None)
-            memory = memory_from_states(model, frames, states, states_mask)
-            first = forced(model, memory, targets + noise * torch.randn_like(targets))
-            second = forced(model, memory, first.detach())
-            loss = masked_loss(first, targets, mask) + masked_loss(second, targets, mask)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            total, count = total + loss.item() * len(batch), count + len(batch)
-        sched.step()
-        history.append(total / count)
-        bar.set_postfix_str(f"loss {history[-1]:.5f}", refresh=False)
-        bar.update()
-        if epoch % 5 == 4 or epoch == epochs - 1:
-            log(f"decoder ({'with' if semantic else 'without'} Wav2Sem) epoch {epoch + 1}/{epochs}: "
-                f"loss {history[-1]:.5f}")
-    bar.close()
+    with console_bar(total=epochs, desc=f"decoder {'with' if semantic else 'without'} Wav2Sem", unit="epoch") as bar:
+        for epoch in range(epochs):
+            model.train()
+            if model.semantic is not None:
+                model.semantic.encoder.eval()  # frozen means no dropout either (official bug 2)
+            total, count = 0.0, 0
+            for batch in batches(train, batch_size, rng):
+                frames, mask = pad([e.frames for e in batch])
+                targets, _ = pad([e.targets for e in batch])
+                states, states_mask = pad([e.states for e in batch]) if semantic else (None, None)
+                memory = memory_from_states(model, frames, states, states_mask)
+                first = forced(model, memory, targets + noise * torch.randn_like(targets))
+                second = forced(model, memory, first.detach())
+                loss = masked_loss(first, targets, mask) + masked_loss(second, targets, mask)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                total, count = total + loss.item() * len(batch), count + len(batch)
+            sched.step()
+            history.append(total / count)
+            bar.set_postfix_str(f"loss {history[-1]:.5f}", refresh=False)
+            bar.update()
+            if epoch % 5 == 4 or epoch == epochs - 1:
+                log(f"decoder ({'with' if semantic else 'without'} Wav2Sem) epoch {epoch + 1}/{epochs}: "
+                    f"loss {history[-1]:.5f}")
     return model.eval(), {"loss": history[-1], "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -80,25 +80,24 @@ def train_semantic(
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     started = time.perf_counter()
-    bar = console_bar(total=epochs, desc="semantic stage", unit="epoch")
-    for epoch in range(epochs):
-        head.train()
-        total, count = 0.0, 0
-        for batch in batches(train, batch_size, rng):
-            states, mask = pad([e.states for e in batch])
-            target = torch.stack([e.embedding for e in batch])
-            loss = (head(states, mask) - target).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-            opt.step()
-            total, count = total + loss.item() * len(batch), count + len(batch)
-        sched.step()
-        bar.set_postfix_str(f"L1 {total / count:.4f}", refresh=False)
-        bar.update()
-        if epoch % 5 == 4 or epoch == epochs - 1:
-            log(f"semantic epoch {epoch + 1}/{epochs}: L1 {total / count:.4f}")
-    bar.close()
+    with console_bar(total=epochs, desc="semantic stage", unit="epoch") as bar:
+        for epoch in range(epochs):
+            head.train()
+            total, count = 0.0, 0
+            for batch in batches(train, batch_size, rng):
+                states, mask = pad([e.states for e in batch])
+                target = torch.stack([e.embedding for e in batch])
+                loss = (head(states, mask) - target).abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+                opt.step()
+                total, count = total + loss.item() * len(batch), count + len(batch)
+            sched.step()
+            bar.set_postfix_str(f"L1 {total / count:.4f}", refresh=False)
+            bar.update()
+            if epoch % 5 == 4 or epoch == epochs - 1:
+                log(f"semantic epoch {epoch + 1}/{epochs}: L1 {total / count:.4f}")
     metrics = {name: evaluate(head, exs, seed) for name, exs in held_out.items()}
     metrics["train"] = evaluate(head, train[:500], seed)
     metrics["seconds"] = round(time.perf_counter() - started, 1)

@@ -362,10 +362,9 @@ def build_corpus(
             records[clip.id] = cached
     n_cached = len(records)
 
-    # (only on a terminal: in a log the bar's carriage returns are noise)
-    bar = console_bar(total=len(plan.clips), initial=n_cached, enabled=progress, unit="clip", desc="corpus")
     batches = _batches(pending)
-    try:
+    # (only on a terminal: in a log the bar's carriage returns are noise)
+    with console_bar(total=len(plan.clips), initial=n_cached, enabled=progress, unit="clip", desc="corpus") as bar:
         if workers <= 1 or len(batches) <= 1:
             for voice, items in batches:
                 for item, rec in zip(items, _make_batch(str(out), voice, items), strict=True):
@@ -378,8 +377,6 @@ def build_corpus(
                     for item, rec in zip(items, fut.result(), strict=True):
                         records[item["record"]["id"]] = rec
                     bar.update(len(items))
-    finally:
-        bar.close()
 
     ordered = [records[c.id] for c in plan.clips if records.get(c.id) is not None]
     failed = [c.id for c in plan.clips if records.get(c.id) is None]

@@ -84,12 +84,13 @@ def cache_features(corpus: str | Path, clips: list[dict], device: str = "cpu") -
     todo = [c for c in clips if not (out / f"{c['id']}.npy").is_file()]
     if todo:
         encoder, _ = whisper_encoder(device)
-        for clip in console_bar(todo, desc="whisper features", unit="clip"):
-            audio = load_audio(Path(corpus) / clip["wav"])
-            states = encoder(audio).float().cpu().numpy().astype(np.float16)
-            tmp = out / f".{clip['id']}.npy"
-            np.save(tmp, states)
-            tmp.rename(out / f"{clip['id']}.npy")
+        with console_bar(todo, desc="whisper features", unit="clip") as bar:
+            for clip in bar:
+                audio = load_audio(Path(corpus) / clip["wav"])
+                states = encoder(audio).float().cpu().numpy().astype(np.float16)
+                tmp = out / f".{clip['id']}.npy"
+                np.save(tmp, states)
+                tmp.rename(out / f"{clip['id']}.npy")
     return out
 
 
