@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any
 
 from tqdm import tqdm
 
@@ -29,21 +29,19 @@ FALLBACK_SIZE = (80, 24)
 TICK = 0.5  # seconds between redraws while one long call (an import, a file read) runs
 
 
-def stderr_is_terminal(stream: TextIO | None = None) -> bool:
-    stream = sys.stderr if stream is None else stream
+def stderr_is_terminal() -> bool:
     try:
-        return stream is not None and stream.isatty()
+        return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced or closed streams
         return False
 
 
-def terminal_size(stream: TextIO | None = None) -> dict[str, int]:
-    """tqdm's ``ncols``/``nrows`` for the terminal, with 80 x 24 where it reports no size. A fresh
+def terminal_size() -> dict[str, int]:
+    """tqdm's ``ncols``/``nrows`` for stderr's terminal, with 80 x 24 where it reports no size. A fresh
     pseudo-terminal says 0 x 0, and tqdm then draws nothing at all (it takes 0 rows to mean that
     no bar fits): the user sees one blank line."""
-    stream = sys.stderr if stream is None else stream
     try:
-        size = os.get_terminal_size(stream.fileno())
+        size = os.get_terminal_size(sys.stderr.fileno())
         columns, rows = size.columns, size.lines
     except (AttributeError, ValueError, OSError):
         columns = rows = 0
@@ -59,7 +57,7 @@ class _Bar(tqdm):
 
 
 def console_bar(iterable: Iterable[Any] | None = None, *, total: float | None = None, desc: str = "",
-                unit: str = "it", enabled: bool = True, **kwargs: Any) -> tqdm:
+                unit: str = "it", enabled: bool = True, mininterval: float = 0.5, **kwargs: Any) -> tqdm:
     """A tqdm bar on stderr (over ``iterable``, or updated by hand up to ``total``), disabled (a no-op
     with the same methods, and iterating as the plain iterable) unless stderr is a terminal.
 
@@ -68,8 +66,8 @@ def console_bar(iterable: Iterable[Any] | None = None, *, total: float | None = 
     """
     on = enabled and stderr_is_terminal()
     size = terminal_size() if on else {}
-    return _Bar(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not on, mininterval=0.5,
-                **size, **kwargs)
+    return _Bar(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not on,
+                mininterval=mininterval, **size, **kwargs)
 
 
 def console_write(text: str) -> None:
@@ -101,22 +99,16 @@ class ConsoleProgress:
     imports to the saved file."""
 
     def __init__(self, enabled: bool = True, stages: dict[str, tuple[float, float]] | None = None) -> None:
-        self.enabled = enabled and stderr_is_terminal()
+        self.enabled = enabled
         self.stages = STAGES if stages is None else stages
-        self.bar: tqdm | None = None
+        self.bar: tqdm | None = None  # None: no bar is drawn (disabled, or not a terminal)
         self._ticker: _Ticker | None = None
 
     def __enter__(self) -> ConsoleProgress:
-        if self.enabled:
-            self.bar = tqdm(
-                total=1000,
-                desc=next(iter(self.stages), ""),
-                file=sys.stderr,
-                **terminal_size(),
-                mininterval=0.2,
-                bar_format="{desc:<8} {percentage:3.0f}%|{bar}| {elapsed}",
-            )
-            self._ticker = _Ticker(self.bar)
+        bar = console_bar(total=1000, desc=next(iter(self.stages), ""), enabled=self.enabled, mininterval=0.2,
+                          bar_format="{desc:<8} {percentage:3.0f}%|{bar}| {elapsed}")
+        if not bar.disable:
+            self.bar, self._ticker = bar, _Ticker(bar)
         return self
 
     def __call__(self, stage: str, fraction: float) -> None:
@@ -137,7 +129,5 @@ class ConsoleProgress:
         if self.bar is not None:
             if exc_type is None:
                 self.bar.update(self.bar.total - self.bar.n)
-            else:  # the error line should stand alone, not under a half-full bar
-                self.bar.leave = False
-            self.bar.close()
+            self.bar.__exit__(exc_type, *exc)  # wiped on an error, as every console_bar
 
