@@ -107,11 +107,11 @@ def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progre
 
     from wav2sem_contract.errors import Wav2SemError
 
-    from .models.bundle import default_bundle, load_bundle, variant_for
+    from .models.bundle import default_bundle, load_bundle, read_meta, variant_for
 
     device = resolve_device(args.device)
     bundle = args.bundle or str(default_bundle())
-    loaded = load_bundle(bundle, device, variant_for(bundle, not args.no_semantic), request.precision)
+    loaded = load_bundle(bundle, device, variant_for(read_meta(bundle), not args.no_semantic), request.precision)
     template = None
     if args.template:
         from .template import parse_landmarks, read_template

@@ -64,7 +64,8 @@ class Server:
         self.pending: dict[Any, Job] = {}
         self.current: Job | None = None
         self.lock = threading.Lock()
-        self.models: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+        self.models: OrderedDict[tuple, Any] = OrderedDict()
+        self.metas: dict[Path, tuple[tuple[int, int, int], dict]] = {}  # folder -> (bundle.json stamp, meta)
         self.finished = threading.Event()
 
     # -- reader thread ----------------------------------------------------------------------
@@ -172,32 +173,53 @@ class Server:
                  "hint": "Try again; if it repeats, report it with the server log."}
             )
 
+    def meta(self, bundle: str) -> tuple[Path, tuple[int, int, int], dict]:
+        """The bundle folder (empty: the embedded default), its bundle.json's stamp and contents.
+
+        Read and checked once per version of the file: ``convert --force`` replaces the folder,
+        which gives bundle.json a new inode, so a rebuilt bundle is read (and loaded) again.
+        """
+        from .models.bundle import default_bundle, read_meta
+
+        folder = Path(bundle or default_bundle()).resolve()
+        try:
+            st = (folder / "bundle.json").stat()
+        except OSError:
+            self.metas.pop(folder, None)
+            read_meta(folder)  # says in one sentence what is wrong with the folder
+            raise
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self.metas.get(folder)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, read_meta(folder))
+            self.metas[folder] = cached
+        return folder, stamp, cached[1]
+
     def bundle(self, bundle: str, device_name: str, semantic: bool = True, precision: str = "exact"):
         """The loaded bundle, kept warm (the ``WARM_MODELS`` most recently used); empty: the embedded default."""
-        from .models.bundle import default_bundle, load_bundle, variant_for
+        from .models.bundle import load_bundle, variant_for
         from .pipeline import resolve_device
 
-        bundle = bundle or str(default_bundle())
+        folder, stamp, meta = self.meta(bundle)
         device = resolve_device(device_name)
-        variant = variant_for(bundle, semantic)
-        key = (str(Path(bundle).resolve()), str(device), variant, precision)
+        variant = variant_for(meta, semantic)
+        key = (folder, stamp, str(device), variant, precision)
         if key in self.models:
             self.models.move_to_end(key)
             return self.models[key]
-        model = load_bundle(bundle, device, variant, precision)
+        for old in [k for k in self.models if k[0] == folder and k[1] != stamp]:
+            del self.models[old]  # an earlier build of this folder: never served again
+        model = load_bundle(folder, device, variant, precision)
         self.models[key] = model
         while len(self.models) > WARM_MODELS:
             self.models.popitem(last=False)
         return model
 
     def info(self, message: dict[str, Any]) -> dict[str, Any]:
-        from .models.bundle import default_bundle, read_meta
-
-        bundle = _text(message, "bundle") or str(default_bundle())
-        meta = read_meta(bundle)
+        folder, _, meta = self.meta(_text(message, "bundle"))
         host = meta["host"]
         return {
-            "bundle": str(Path(bundle).resolve()),
+            "bundle": str(folder),
             "arch": meta["arch"],
             "result": meta.get("result", "offsets"),
             "controls": host.get("control_names", []),

@@ -162,6 +162,17 @@ def _wait_for_stage(job, stage: str, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
+def test_a_bundle_rebuilt_in_place_is_loaded_again(client, assets, tmp_path):
+    # convert --force replaces the folder while the add-on's server keeps the old model warm
+    bundle = make_tiny_bundle(tmp_path / "rebuilt", n_vertices=5023)
+    request = {"type": "infer", "bundle": str(bundle), "audio": str(assets["short"]), "out": str(tmp_path / "a.npz")}
+    assert client.submit(request).wait()["vertices"] == 5023
+    make_tiny_bundle(tmp_path / "rebuilt", n_vertices=100, seed=1)
+    assert client.info(str(bundle))["vertices"] == 100
+    assert client.submit({**request, "out": str(tmp_path / "b.npz")}).wait()["vertices"] == 100
+    assert np.load(tmp_path / "b.npz")["offsets"].shape[1] == 100
+
+
 def test_cancel_mid_decode(client, assets, tmp_path):
     out = tmp_path / "cancelled.npz"
     job = client.submit({"type": "infer", "bundle": str(assets["ct"]), "audio": str(assets["long"]), "out": str(out)})

@@ -99,9 +99,9 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 
-def variant_for(folder: str | Path, semantic: bool) -> str:
-    """``plain`` when Wav2Sem is switched off and the bundle ships a decoder trained without it."""
-    return "plain" if not semantic and read_meta(folder).get("plain") else "main"
+def variant_for(meta: dict, semantic: bool) -> str:
+    """``plain`` when Wav2Sem is switched off and the bundle (its ``read_meta``) ships a decoder trained without it."""
+    return "plain" if not semantic and meta.get("plain") else "main"
 
 
 def load_bundle(folder: str | Path, device: str | torch.device = "cpu", variant: str = "main",
