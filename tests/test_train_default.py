@@ -67,3 +67,15 @@ def test_train_evaluate_infer_miniature(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as npz:
         assert npz["weights"].shape[1] == len(npz["names"]) == 16
+
+
+def test_an_out_folder_of_other_files_is_refused_before_any_training(tmp_path):
+    corpus, out = tmp_path / "corpus", tmp_path / "notes"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    proc = training("train-default", "--corpus", corpus, "--out", out, "--sentences", "3", "--pairs", "1",
+                    "--voices", "flite:slt", "--semantic-epochs", "1", "--decoder-epochs", "1", "--workers", "1")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and "not a model bundle" in proc.stderr, proc.stderr
+    assert not corpus.exists()  # refused before the corpus (and the hour of training after it)
+    assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]

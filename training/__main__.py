@@ -126,7 +126,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--corpus", default="out/corpus", help="corpus folder (built and cached there)")
-    p.add_argument("--out", default="server/default_bundle", help="bundle folder to write")
+    p.add_argument("--out", default="server/default_bundle",
+                   help="bundle folder to write (an earlier bundle there is replaced; any other files are refused)")
     p.add_argument("--sentences", type=int, default=800, help="text sentences (each spoken by 2 voices)")
     p.add_argument("--voices", default="flite,festival,espeak:en-us,espeak:en-gb-x-rp+f3,espeak:en-029+m3,"
                    "espeak:en-us-nyc+klatt4,espeak:en-gb-scotland",

