@@ -17,8 +17,6 @@ stay_offline()
 DESCRIPTION = ("Wav2Sem Lip Sync training tools: synthesise the speech corpus, train the embedded default "
                "model, and evaluate it with and without Wav2Sem.")
 
-COMMANDS = ("make-corpus", "train-default", "evaluate")
-
 
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
