@@ -111,10 +111,17 @@ class Server:
     def _exit_after_grace(self) -> None:
         if self.finished.wait(EXIT_GRACE):
             return
-        # The main thread is inside one long tensor operation that cannot be interrupted.
+        # The main thread is inside one long tensor operation that cannot be interrupted, or
+        # blocked writing to a client that stopped reading (a full pipe, the outbox lock held).
+        # Say goodbye only if that takes no time: the farewell must not keep the process alive.
+        farewell = threading.Thread(target=self._farewell, daemon=True)
+        farewell.start()
+        farewell.join(0.2)
+        os._exit(0)
+
+    def _farewell(self) -> None:
         self.outbox.send({"type": "bye"})
         sys.stderr.flush()
-        os._exit(0)
 
     def _cancel(self, job_id: Any) -> None:
         with self.lock:
@@ -328,5 +335,5 @@ def serve(max_message: int = protocol.MAX_MESSAGE, idle_timeout: float = 0.0) ->
     reader = threading.Thread(target=server.read_loop, args=(sys.stdin.buffer,), daemon=True)
     reader.start()
     server.run(idle_timeout)
-    server.finished.set()
     outbox.send({"type": "bye"})
+    server.finished.set()  # only now: a bye stuck on a full pipe still leaves the watchdog to end the process

@@ -243,6 +243,25 @@ def test_shutdown_and_eof_end_the_server_mid_encode(long_clip, tmp_path, how):
         raw.close()
 
 
+def test_end_of_stdin_ends_a_server_whose_replies_nobody_reads():
+    # 2000 unread pongs fill the stdout pipe: the main thread blocks in a write holding the outbox
+    # lock, and the exit watchdog must not wait for that lock (it did, for ever) to say goodbye
+    proc = subprocess.Popen([PY, "-m", "server", "serve"], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for i in range(2000):
+            proc.stdin.write(protocol.encode({"type": "ping", "id": f"{i:0>190}"}))
+        proc.stdin.flush()
+        time.sleep(1.0)  # the reader has queued them all; the main thread is stuck on the full pipe
+        started = time.monotonic()
+        proc.stdin.close()
+        proc.wait(15)
+        assert time.monotonic() - started < 4.0
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_cancel_mid_encode_takes_effect_quickly_and_the_next_request_works(long_clip, assets, tmp_path):
     client = Client(PY, stall_timeout=120.0)
     try:
