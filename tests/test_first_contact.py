@@ -1,8 +1,10 @@
 """Rough edges a new user meets first: help texts, packaging metadata, the demo's Blender calls,
-and the extension's manifest (issue 11, item 6)."""
+the extension's manifest (issue 11, item 6), and scripts/setup.sh's failures."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -83,3 +85,47 @@ def test_demo_scene_uses_no_call_deprecated_for_blender_6(tmp_path):
     world = bpy.context.scene.world.node_tree.nodes["Background"].inputs["Color"].default_value
     assert tuple(round(c, 3) for c in world) == (0.18, 0.2, 0.24, 1.0)
 
+
+
+# A stand-in for .venv/bin/python: reports the Python version it is told and fails every pip
+# install, as with no package index in reach; it logs its calls.
+FAKE_PYTHON = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls.log"
+case "$*" in
+  *version_info*) echo "$FAKE_VERSION" ;;
+  *pip*) echo "ERROR: Could not find a version that satisfies the requirement (no index reached)" >&2; exit 1 ;;
+esac
+"""
+
+
+def run_setup(tmp_path, version: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    """scripts/setup.sh in a copy of the layout it needs (never the checkout's own .venv)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "setup.sh"), *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60, env={**os.environ, "FAKE_VERSION": version})
+    log = python.parent / "calls.log"
+    return proc, log.read_text() if log.exists() else ""
+
+
+def test_setup_says_which_step_failed_and_what_to_do(tmp_path):
+    proc, calls = run_setup(tmp_path, "3.11", "--test")
+    assert proc.returncode != 0
+    assert "no index reached" in proc.stderr  # pip's own reason stays visible
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("setup: error: upgrading pip and setuptools failed"), proc.stderr
+    assert "package index" in last and "./scripts/setup.sh --test again" in last, last
+    assert "setuptools>=77" in calls  # a new 3.11 venv's setuptools 65.5 cannot build the contract wheel
+
+
+def test_setup_for_blender_refuses_a_python_other_than_3_11_before_installing(tmp_path):
+    proc, calls = run_setup(tmp_path, "3.12", "--demo")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "needs Python 3.11, and .venv has Python 3.12" in proc.stderr
+    assert "PYTHON=python3.11 ./scripts/setup.sh --demo" in proc.stderr
+    assert "pip" not in calls
