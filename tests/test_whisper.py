@@ -1,5 +1,6 @@
-"""Whisper tiny.en's encoder read from its CTranslate2 file into transformers' WhisperEncoder:
-checked against CTranslate2's own encoder on the same log-mel input (an independent reference)."""
+"""Whisper tiny.en's encoder read from its CTranslate2 file into our WhisperEncoder: checked
+against CTranslate2's own encoder on the same log-mel input (an independent reference; the
+comparisons with transformers' encoder and feature extractor are in test_cold_start.py)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from torch import nn
 from wav2sem_contract.errors import ModelError
 
 from ..threads import parallel, sequential
-from .checkpoints import layer_count, map_host, map_stage1, need, read_state_dict, take_prefix
+from .checkpoints import layer_count, map_stage1, need, read_state_dict, take_prefix
 from .decoding import periodic_encoding
 from .host import HostModel, Progress, no_progress
 from .windows import blend, spans
@@ -246,8 +246,7 @@ class CodeTalker(HostModel):
             )
         vq_spec = vq_spec_of(stage1, state, options.get("vq_heads", 8), source)
         model = cls(spec, encoder_config, vq_spec, semantic_config, fusion)
-        host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
-        mapped = map_host(host_keys, model, cls.official_style_key, cls.official_style_transposed)
+        mapped = model.official_host_weights(state)
         mapped.update({f"vq.{k}": v for k, v in map_stage1(stage1).items()})
         return model, mapped
 

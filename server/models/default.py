@@ -13,7 +13,7 @@ from wav2sem_contract.controls import CONTROLS, MOTION_FPS
 from .faceformer import FaceFormer
 from .host import HostSpec
 from .wav2sem import SemanticHeadSpec
-from .whisper import WhisperEncoderConfig as WhisperConfig
+from .whisper import WhisperEncoderConfig
 
 DECODER = {"d_model": 128, "n_head": 4, "n_layers": 2, "d_ff": 256}
 SEMANTIC = {"width": 192, "layers": 2, "heads": 4, "out_width": 384}
@@ -33,9 +33,9 @@ def default_spec() -> HostSpec:
     )
 
 
-def semantic_spec(whisper: WhisperConfig) -> SemanticHeadSpec:
+def semantic_spec(whisper: WhisperEncoderConfig) -> SemanticHeadSpec:
     return SemanticHeadSpec(in_width=whisper.d_model, **SEMANTIC)
 
 
-def build_default(whisper: WhisperConfig, semantic: bool) -> FaceFormer:
+def build_default(whisper: WhisperEncoderConfig, semantic: bool) -> FaceFormer:
     return FaceFormer(default_spec(), whisper, semantic_spec(whisper) if semantic else None, "consistent")

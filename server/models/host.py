@@ -17,6 +17,7 @@ from torch import nn
 from wav2sem_contract.errors import Wav2SemError
 
 from ..threads import parallel
+from .checkpoints import layer_count, map_host, need
 from .decoding import CausalDecoder
 from .encoders import build_phonetic
 from .wav2sem import build_semantic
@@ -96,8 +97,6 @@ class HostModel(nn.Module):
                       n_head: int, source: str) -> HostSpec:
         """The dimensions of an official checkpoint, read from its tensors' shapes (the FaceFormer /
         CodeTalker stage-2 layout both hosts share; a host with another layout overrides this)."""
-        from .checkpoints import layer_count, need
-
         d_model, out_dim = need(state, "vertice_map.weight", source).shape
         if out_dim % 3:
             raise Wav2SemError("checkpoint_mismatch", f"{source}: output width {out_dim} is not 3 x vertices.", "")
@@ -119,11 +118,13 @@ class HostModel(nn.Module):
                       state: dict[str, torch.Tensor], source: str, options: dict[str, Any]
                       ) -> tuple[HostModel, dict[str, torch.Tensor]]:
         """The module for an official checkpoint and that checkpoint's host weights under our names."""
-        from .checkpoints import map_host
-
         model = cls(spec, encoder_config, semantic_config, fusion)
+        return model, model.official_host_weights(state)
+
+    def official_host_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An official checkpoint's host weights under our names (not its stage-1 VQ-VAE or Wav2Bert keys)."""
         host_keys = {k: v for k, v in state.items() if not k.startswith(("autoencoder.", "Wav2Bert."))}
-        return model, map_host(host_keys, model, cls.official_style_key, cls.official_style_transposed)
+        return map_host(host_keys, self, self.official_style_key, self.official_style_transposed)
 
     @property
     def output_layer(self) -> nn.Linear:

@@ -30,26 +30,18 @@ from torch import nn
 from wav2sem_contract.errors import Wav2SemError
 
 
-def _quantize_linear(linear: nn.Linear) -> nn.Module:
+def _quantize_hf_encoder(hf_model: nn.Module) -> int:
+    """Int8 in place: every linear layer of a transformers encoder; returns how many."""
     try:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as exc:  # removed from a future PyTorch
         raise Wav2SemError("fast_unavailable", "This PyTorch has no dynamic int8 quantisation.",
                            "Use precision exact.") from exc
+    count = sum(type(m) is nn.Linear for m in hf_model.modules())
     with warnings.catch_warnings():  # torch announces the API's deprecation on every call
         warnings.simplefilter("ignore")
-        return quantize_dynamic(nn.Sequential(linear), {nn.Linear: per_channel_dynamic_qconfig})[0]
-
-
-def _quantize_hf_encoder(hf_model: nn.Module) -> int:
-    """Int8 in place: every linear layer of a transformers encoder."""
-    changed = 0
-    for parent in list(hf_model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                setattr(parent, name, _quantize_linear(child))
-                changed += 1
-    return changed
+        quantize_dynamic(hf_model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    return count
 
 
 def hf_encoders(model: nn.Module) -> list[nn.Module]:
