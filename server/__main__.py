@@ -86,6 +86,8 @@ def _infer(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         result="compact" if args.compact else "offsets",
         precision=args.precision,
+        performance=args.performance,
+        seed=args.seed,
     ).validate()
     from .progress import ConsoleProgress
 
@@ -206,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="vertex models: write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets "
         "(exact for FaceFormer)",
     )
+    p.add_argument("--performance", type=float, default=0.0,
+                   help="intensity 0..1 of the performance layer beyond the mouth (blinks, brows, eyes, cheeks, "
+                   "head nods), written as performance_weights + performance_names + head_rotation; 0: none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the performance layer's random draws")
     p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
     p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")

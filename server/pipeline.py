@@ -15,7 +15,7 @@ from wav2sem_contract.request import InferRequest
 from wav2sem_contract.result import InferResult
 
 from . import __version__
-from .audio import load_for_model
+from .audio import SAMPLE_RATE, load_for_model
 from .compact import DEFAULT_MAX_ERROR, svd_basis
 from .models.bundle import LoadedBundle, with_precision
 from .models.host import Progress, no_progress
@@ -99,6 +99,17 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         key = "offsets" if kind == "offsets" else "weights"
         arrays[key] = resample_time(arrays[key], fps, request.fps)
         fps = request.fps
+    layer = None
+    if request.performance > 0:  # the layer beyond the mouth, on the motion's own frames, from the same audio
+        from wav2sem_contract import performance as names
+
+        from .performance import performance_layer
+
+        progress("performance", 0.0)
+        frames = len(arrays["offsets" if kind == "offsets" else "weights"])
+        layer = performance_layer(raw, SAMPLE_RATE, frames, fps, request.performance, request.seed)
+        arrays.update({names.WEIGHTS: layer.weights, names.NAMES: np.array(names.PERFORMANCE_CONTROLS),
+                       names.HEAD: layer.head})
     provenance = {
         "tool": f"wav2sem-lipsync {__version__}",
         "bundle": str(bundle.path),
@@ -112,6 +123,8 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "precision": bundle.precision,
         "precision_changes": bundle.precision_note or "none (the model as trained)",
         "audio": os.path.basename(request.audio),
+        "performance": None if layer is None else {"intensity": request.performance, "seed": request.seed,
+                                                   **layer.info()},
         "seconds": round(time.perf_counter() - started, 3),
         "bundle_provenance": bundle.meta.get("provenance", {}),
     }

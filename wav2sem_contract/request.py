@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import Wav2SemError
+from .performance import DEFAULT_PERFORMANCE, SEED_RANGE
 
 FPS_RANGE = (1.0, 240.0)
 MAX_SECONDS_LIMIT = 3600.0
@@ -46,6 +47,11 @@ class InferRequest:
     max_seconds: float = DEFAULT_MAX_SECONDS
     result: str = "offsets"  # or "compact": bias + weights @ basis
     precision: str = "exact"  # or "fast" (see PRECISIONS)
+    # The performance layer beyond the mouth (blinks, brows, head; wav2sem_contract.performance): its
+    # intensity 0..1 (0, the wire default: none, so an older client gets exactly what it got before) and
+    # the seed that fixes its random draws.
+    performance: float = DEFAULT_PERFORMANCE
+    seed: int = 0
 
     def validate(self) -> InferRequest:
         if not isinstance(self.audio, str) or not self.audio.strip():
@@ -68,6 +74,13 @@ class InferRequest:
             raise _bad(f"Unknown device '{self.device}'.", "Use auto, cpu or cuda.")
         if self.precision not in PRECISIONS:
             raise _bad(f"Unknown precision '{self.precision}'.", "Use exact or fast.")
+        if not (_number(self.performance) and 0.0 <= self.performance <= 1.0):
+            raise _bad(f"The performance intensity must be between 0 and 1, not {self.performance!r}.",
+                       "Pass --performance in 0..1 (0: mouth only).")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool)
+                and SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]):
+            raise _bad(f"The seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {self.seed!r}.",
+                       "Pass --seed with such a number.")
         for name in ("subject", "subject2"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
@@ -105,4 +118,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "audio": (str,), "bundle": (str,), "out": (str,), "subject": (str, int), "subject2": (str, int),
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
     "max_seconds": (int, float), "result": (str,), "precision": (str,),
+    "performance": (int, float), "seed": (int,),
 }
