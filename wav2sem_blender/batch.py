@@ -73,11 +73,34 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off")
     p.add_argument("--pack-audio", action="store_true",
                    help="store the audio inside each .blend, so it keeps its sound when moved without the recording")
+    p.add_argument("--performance", help="intensity 0..1 of the blinks, brows, eyes, cheeks and head motion made from "
+                   "the audio, on NLA tracks of their own; 0: mouth only (default: the scene's setting, 0.5 in a new one)")
+    p.add_argument("--seed", help="seed of the performance layer (default: the scene's setting)")
     p.add_argument("--server-python", help="interpreter that runs the inference server")
     args = p.parse_args(argv)
     if args.audio_dir and not args.out_dir:
         p.error("--audio-dir needs --out-dir")
     return args
+
+
+def performance_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--performance`` and ``--seed`` as operator arguments, refused in one sentence when out of range."""
+    out: dict[str, Any] = {}
+    if args.performance is not None:
+        try:
+            value = float(args.performance)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:  # (also refuses nan)
+            raise UsageError(f"--performance must be a number from 0 to 1, not '{args.performance}'. "
+                             "Pass e.g. --performance 0.5 (0: mouth only).")
+        out["performance"] = value
+    if args.seed is not None:
+        if not args.seed.isdigit() or int(args.seed) > 2**31 - 1:
+            raise UsageError(f"--seed must be a whole number from 0 to {2**31 - 1}, not '{args.seed}'. "
+                             "Pass e.g. --seed 7.")
+        out["seed"] = int(args.seed)
+    return out
 
 
 def jobs(args: argparse.Namespace, blend: Path) -> list[tuple[Path, Path]]:
@@ -281,6 +304,7 @@ def main(argv: list[str]) -> int:
 
     blend = Path(args.blend or bpy.data.filepath)
     try:
+        performance = performance_args(args)
         check_input(blend)
         if args.audio_dir:
             check_audio_dir(Path(args.audio_dir))
@@ -328,6 +352,7 @@ def main(argv: list[str]) -> int:
             kwargs["semantic"] = False
         if args.pack_audio:
             kwargs["pack_audio"] = True
+        kwargs.update(performance)
         with sidecars_for(out):  # the cache is named for, and lies next to, the output .blend
             ob = bpy.data.objects.get(args.object)
             cache = cache_path(ob, out.parent)[0] if args.mode == "point-cache" and ob is not None else None

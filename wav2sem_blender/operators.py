@@ -19,6 +19,7 @@ from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.paths import not_regular
 from wav2sem_contract.request import InferRequest
 
+from . import performance as performance_layer
 from . import runtime
 from .generation import Generation, Plan
 from .properties import FPS_POLICIES
@@ -75,6 +76,8 @@ _FROM_SETTINGS = {
     "fps_policy": "fps_policy",
     "add_sound": "add_sound",
     "pack_audio": "pack_audio",
+    "performance": "performance",
+    "seed": "seed",
 }
 
 
@@ -101,6 +104,12 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         name="Pack Audio", description="Store the audio inside the .blend (the sound strip then needs no file)",
         default=False, options={"SKIP_SAVE"},
     )
+    performance: FloatProperty(
+        name="Performance", description="Intensity of blinks, brows, eyes, cheeks and head motion from the audio "
+        "(0: mouth only)", min=0.0, max=1.0, default=0.5, options={"SKIP_SAVE"},
+    )
+    seed: IntProperty(name="Seed", description="Seed of the performance layer's random draws", min=0, default=0,
+                      options={"SKIP_SAVE"})
 
     _generation: Generation | None = None
     _timer = None
@@ -155,6 +164,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             blend=self.arg(context, "blend"),
             semantic=self.arg(context, "semantic"),
             device=runtime.device(),
+            performance=self.arg(context, "performance"),
+            seed=self.arg(context, "seed"),
         ).validate()
         plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
         return plan, ob
@@ -219,6 +230,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             result = registry.prepare(writer, ob, result)  # a refusal here leaves the earlier run's output
             registry.clear_all(ob)
             summary = writer.write(ob, result, Timing(result.fps, first, fps))
+            # its own NLA tracks, after the mouth: it never touches the mouth's curves
+            summary.notes += performance_layer.write(ob, result, Timing(result.fps, first, fps))
         finally:
             if was_edit:
                 with context.temp_override(active_object=ob, object=ob):

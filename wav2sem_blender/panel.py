@@ -35,6 +35,12 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.prop(settings, "blend", slider=True)
         col.prop(settings, "use_semantic")
 
+        col = layout.column(heading="Performance")
+        col.prop(settings, "performance", slider=True)
+        sub = col.column()
+        sub.active = settings.performance > 0
+        sub.prop(settings, "seed")
+
         col = layout.column()
         col.prop(settings, "output_mode")
         col.prop(settings, "use_scene_start")

@@ -45,6 +45,15 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
         "without the recording (the .blend grows by the audio's size)",
         default=False,
     )
+    # On by default in the panel ("lips only" is a top complaint about peer tools); it lands on NLA tracks of
+    # its own, so it is muted in one click. The request's default stays 0 for scripts and older clients.
+    performance: FloatProperty(
+        name="Performance", description="Intensity of the blinks, brow raises, eye widening, cheek and nose "
+        "motion and head nods generated from the audio (0: mouth only); written as the NLA tracks "
+        "'W2S Performance' and 'W2S Head Motion'", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+    )
+    seed: IntProperty(name="Seed", description="Seed of the performance layer: the same seed, the same blinks",
+                      default=0, min=0)
     last_summary: StringProperty(name="Last Result")
 
 
