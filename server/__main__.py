@@ -3,9 +3,10 @@
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero.
 
-``make-corpus``, ``train-default`` and ``evaluate`` live in ``python -m training``; the names
-still work here and are forwarded there (so older scripts keep running). The extension zip
-ships without ``training``, and there a forward says so in one line.
+The training tools (``make-corpus``, ``train-default``, ``evaluate``, ``make-dataset``, ``check-dataset``,
+``metrics``) live in ``python -m training``; their names work here too and are forwarded there
+(so older scripts keep running). The extension zip ships without ``training``, and there a
+forward says so in one line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ TRAINING_COMMANDS = {
     "make-corpus": "synthesise the training corpus (= python -m training make-corpus)",
     "train-default": "train the embedded default bundle from scratch (= python -m training train-default)",
     "evaluate": "the default model with and without Wav2Sem on held-out data (= python -m training evaluate)",
+    "make-dataset": "a small synthetic dataset in the VOCASET/BIWI layout (= python -m training make-dataset)",
+    "check-dataset": "what a VOCASET/BIWI dataset folder holds, and its mismatches (= python -m training check-dataset)",
+    "metrics": "LVE, MVE and FDD of vertex predictions against ground truth (= python -m training metrics)",
 }
 
 

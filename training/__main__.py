@@ -1,8 +1,9 @@
-"""Command line of the training tools: python -m training {make-corpus,train-default,evaluate} ...
+"""Command line of the training tools: python -m training {make-corpus,train-default,evaluate,make-dataset,
+check-dataset,metrics} ...
 
 Every command exits 0 on success and otherwise prints one plain line to stderr
 (``error: <what is wrong> <what to do>``) and exits non-zero, as ``python -m server`` does
-(which forwards these three commands here).
+(which forwards these commands here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from server.cli import HelpFormatter, run_command, stay_offline
 stay_offline()
 
 DESCRIPTION = ("Wav2Sem Lip Sync training tools: synthesise the speech corpus, train the embedded default "
-               "model, and evaluate it with and without Wav2Sem.")
+               "model, and evaluate it with and without Wav2Sem; check VOCASET/BIWI dataset folders, make a "
+               "synthetic one, and score vertex predictions (LVE, MVE, FDD).")
 
 
 def _csv(text: str) -> list[str]:
@@ -71,6 +73,38 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .eval.evaluate import main as evaluate
 
     evaluate(args.bundle, args.corpus, args.speech or [])
+
+
+def _make_dataset(args: argparse.Namespace) -> None:
+    from .datasets.synthetic import make_dataset
+
+    out = make_dataset(args.out, layout=args.layout, subjects=args.subjects, sentences=args.sentences,
+                       voices=_csv(args.voices), grid=args.grid, seed=args.seed, progress=not args.quiet)
+    print(f"{args.subjects * args.sentences} sequences ({args.layout} layout) written to {out}", file=sys.stderr)
+
+
+def _check_dataset(args: argparse.Namespace) -> None:
+    from wav2sem_contract.errors import Wav2SemError
+
+    from .datasets.check import check_dataset
+
+    report = check_dataset(args.dataset, layout=args.layout, tolerance_s=args.tolerance, progress=not args.quiet)
+    print("\n".join(report.lines()))
+    if report.problems:
+        raise Wav2SemError("dataset_problems", f"{len(report.problems)} problems in {args.dataset} (listed above).",
+                           "Fix or remove the files named there; the official loaders skip or crash on them.")
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    from .eval.face_metrics import evaluate_files, read_regions, write_json
+
+    metrics, stride = evaluate_files(args.pred, args.gt, read_regions(args.regions), templates=args.templates,
+                                     gt_stride=args.gt_stride, progress=not args.quiet)
+    note = "every GT frame" if stride == 1 else f"every {stride}nd GT frame" if stride == 2 else f"every {stride}th GT frame"
+    print(f"{metrics.sequences} sequences, {metrics.frames} frames ({note})")
+    print("\n".join(metrics.lines()))
+    if args.json:
+        write_json(metrics, args.json)
 
 
 def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
@@ -154,6 +188,66 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="corpus folder (default: the one the bundle's recipe names; rebuilt if absent)")
     p.add_argument("--speech", nargs="*", help="real speech files: closure rate on pocketsphinx-aligned bilabials")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "make-dataset",
+        help="write a small synthetic dataset in the VOCASET or BIWI layout (TTS speech, rig-driven motion)",
+        description="Synthesise speech with the TTS voices and drive a procedural face with the articulation rig "
+        "(phone-timed controls times a per-subject gain) plus brows moved linearly by the audio's loudness; write "
+        "wav/, vertices_npy/, templates.pkl, regions/ (lve.txt, fdd.txt), controls/ (the known answer) and "
+        "dataset.json (splits and styles).",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="folder to create (must be absent or empty)")
+    p.add_argument("--layout", choices=("vocaset", "biwi"), default="vocaset",
+                   help="file names, motion rate (VOCASET 60 fps read [::2]; BIWI 25 fps) and audio rate")
+    p.add_argument("--subjects", type=int, default=3, help="speakers, one voice each; the last is the test subject")
+    p.add_argument("--sentences", type=int, default=2, help="sentences per subject (2-6)")
+    p.add_argument("--voices", default="flite:slt,flite:rms,flite:awb,flite:kal16",
+                   help="comma-separated TTS voices given to the subjects in turn")
+    p.add_argument("--grid", type=int, default=20, help="the face is a grid x grid vertex patch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subjects' face sizes and styles")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    p.set_defaults(func=_make_dataset)
+
+    p = sub.add_parser(
+        "check-dataset",
+        help="list what a VOCASET/BIWI-layout folder holds and every mismatch",
+        description="Read wav/, vertices_npy/ and templates.pkl (with a restricted unpickler: only numpy arrays) "
+        "and print subjects, sentences, frames, audio lengths and splits, then every problem: a wav without motion "
+        "or the reverse, a badly named file, an unknown subject or one without a template, unreadable or wrongly "
+        "sized motion, audio and motion of different lengths. Exit status 2 when there are problems.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("dataset", help="the dataset folder (holding wav/, vertices_npy/, templates.pkl)")
+    p.add_argument("--layout", choices=("vocaset", "biwi"),
+                   help="default: the folder's dataset.json, else guessed from the file names")
+    p.add_argument("--tolerance", type=float, default=0.2,
+                   help="largest accepted difference between audio and motion durations, in seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    p.set_defaults(func=_check_dataset)
+
+    p = sub.add_parser(
+        "metrics",
+        help="LVE, MVE and FDD of vertex predictions against ground truth (as the official evaluation code)",
+        description="Score predictions (.npy vertices (T, 3V), or .npz from infer with offsets) against "
+        "vertices_npy ground truth: LVE (per frame the largest squared error over the lip vertices, mean over all "
+        "frames), MVE (mean error over all vertices), FDD (ground truth minus predicted std over time of the "
+        "upper-face squared displacement from the template, mean over sequences), following CodeTalker "
+        "main/cal_metric.py and FaceDiffuser evaluation/compute_objective_metrics.py.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--pred", required=True, help="prediction file, or folder of <subject>_<sentence>[_condition_<s>].npy")
+    p.add_argument("--gt", required=True, help="ground-truth file, or the dataset's vertices_npy folder")
+    p.add_argument("--regions", required=True,
+                   help="folder with lve.txt (lip vertex indices) and fdd.txt (upper-face indices); yours to supply "
+                   "(BIWI ships them, FLAME masks have their own licence)")
+    p.add_argument("--templates", help="templates.pkl for FDD (default: the one next to the GT folder)")
+    p.add_argument("--gt-stride", type=int,
+                   help="read every Nth GT frame (default: the dataset's own: 2 for VOCASET's 60 fps files, else 1)")
+    p.add_argument("--json", help="also write the numbers (and per-sequence rows) to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    p.set_defaults(func=_metrics)
     return parser
 
 
