@@ -21,6 +21,9 @@ DEVICES = ("auto", "cpu", "cuda")
 # exact: the model as trained (the default); fast: a measured approximation where one exists
 # (int8 wav2vec2/HuBERT encoders on the CPU; the result's provenance says what it changed)
 PRECISIONS = ("exact", "fast")
+# A transcript is one dialogue line or a scene's worth; far more text than any audio limit could
+# hold would only make the aligner slow, so it is bounded here, before any work.
+MAX_TEXT_CHARS = 20000
 
 
 def _number(value: Any) -> bool:
@@ -47,6 +50,9 @@ class InferRequest:
     max_seconds: float = DEFAULT_MAX_SECONDS
     result: str = "offsets"  # or "compact": bias + weights @ basis
     precision: str = "exact"  # or "fast" (see PRECISIONS)
+    # What is said (transcript-assisted mode: closures at the aligned /p b m/, the teacher's sentence
+    # vector); None: audio only.
+    text: str | None = None
     # The performance layer beyond the mouth (blinks, brows, head; wav2sem_contract.performance): its
     # intensity 0..1 (0, the wire default: none, so an older client gets exactly what it got before) and
     # the seed that fixes its random draws.
@@ -81,6 +87,11 @@ class InferRequest:
                 and SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]):
             raise _bad(f"The seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {self.seed!r}.",
                        "Pass --seed with such a number.")
+        if self.text is not None and not isinstance(self.text, str):
+            raise _bad(f"The transcript must be text, not {type(self.text).__name__}.", "Pass the words that are said.")
+        if self.text is not None and len(self.text) > MAX_TEXT_CHARS:
+            raise _bad(f"The transcript is {len(self.text)} characters long; at most {MAX_TEXT_CHARS} are accepted.",
+                       "Pass the words of this recording only.")
         for name in ("subject", "subject2"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
@@ -117,6 +128,6 @@ class InferRequest:
 _TYPES: dict[str, tuple[type, ...]] = {
     "audio": (str,), "bundle": (str,), "out": (str,), "subject": (str, int), "subject2": (str, int),
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
-    "max_seconds": (int, float), "result": (str,), "precision": (str,),
+    "max_seconds": (int, float), "result": (str,), "precision": (str,), "text": (str,),
     "performance": (int, float), "seed": (int,),
 }

