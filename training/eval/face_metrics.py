@@ -4,7 +4,8 @@ Followed (read, not copied):
 
 - CodeTalker ``main/cal_metric.py``, function ``main`` (LVE and FDD on BIWI), and FaceDiffuser
   ``evaluation/compute_objective_metrics.py``, function ``main`` (the same LVE and FDD, plus MVE),
-  the protocol Wav2Sem's ``main/cal_metric.py`` inherits (its own copy cannot run: spec 1.7 item 7).
+  the protocol Wav2Sem's CodeTalker ``main/cal_metric.py`` inherits (that copy is left half converted
+  to VOCASET, with BIWI's vertex count and no region files, and does not run as released).
 
 With the prediction cut to the ground truth's length and the ground truth to the prediction's
 (``pred[:len(gt)]``, ``gt[:len(pred)]``), ``e[t, v] = pred[t, v] - gt[t, v]`` and frames pooled over
