@@ -208,9 +208,10 @@ def test_check_biwi_and_refused_templates(tmp_path):
 
 def test_check_dataset_cli(tmp_path):
     root = _small_vocaset(tmp_path / "ds")
-    clean = _cli("check-dataset", str(root), module="training")
+    clean = _cli("check-dataset", str(root), "--list", module="training")
     assert clean.returncode == 0, clean.stderr
     assert "no problems found" in clean.stdout and TRAIN0 in clean.stdout
+    assert f"  {TRAIN0}_sentence02: train; 30 frames (1.00 s), audio 1.00 s at 22000 Hz" in clean.stdout
     (root / "wav" / f"{TRAIN0}_sentence01.wav").unlink()
     bad = _cli("check-dataset", str(root))  # forwarded by python -m server
     assert bad.returncode == 2
@@ -365,7 +366,7 @@ def test_make_dataset_known_answer(tmp_path):
 
 @pytest.mark.parametrize("command, options", [
     ("make-dataset", ["--out", "--layout", "--subjects", "--sentences", "--voices", "--grid", "--seed"]),
-    ("check-dataset", ["dataset", "--layout", "--tolerance"]),
+    ("check-dataset", ["dataset", "--layout", "--tolerance", "--list"]),
     ("metrics", ["--pred", "--gt", "--regions", "--templates", "--gt-stride", "--json"]),
 ])
 def test_help_through_both_entry_points(command, options):

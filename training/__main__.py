@@ -90,6 +90,9 @@ def _check_dataset(args: argparse.Namespace) -> None:
 
     report = check_dataset(args.dataset, layout=args.layout, tolerance_s=args.tolerance, progress=not args.quiet)
     print("\n".join(report.lines()))
+    if args.list:
+        print("sequences:")
+        print("\n".join(report.sequence_lines()))
     if report.problems:
         raise Wav2SemError("dataset_problems", f"{len(report.problems)} problems in {args.dataset} (listed above).",
                            "Fix or remove the files named there; the official loaders skip or crash on them.")
@@ -224,6 +227,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
                    help="default: the folder's dataset.json, else guessed from the file names")
     p.add_argument("--tolerance", type=float, default=0.2,
                    help="largest accepted difference between audio and motion durations, in seconds")
+    p.add_argument("--list", action="store_true", help="also print every sequence (splits, frames, audio length)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_check_dataset)
 

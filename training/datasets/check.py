@@ -59,6 +59,11 @@ class Report:
     sequences: list[Sequence] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
+    def sequence_lines(self) -> list[str]:
+        """One line per sequence: name, splits, motion frames, audio seconds and rate."""
+        return [f"  {q.name}: {', '.join(q.splits) or 'no split'}; {q.frames} frames ({q.frames / self.layout.fps:.2f} s), "
+                f"audio {q.audio_s:.2f} s at {q.sample_rate} Hz" for q in self.sequences]
+
     def lines(self) -> list[str]:
         lay = self.layout
         reading = "used as stored" if lay.stride == 1 else f"read [::{lay.stride}] = {lay.fps:g} fps"
