@@ -62,6 +62,18 @@ def test_templates_round_trip_every_protocol(tmp_path):
     assert list(load_templates(tmp_path / "p2.pkl")) == ["F1"]
 
 
+def test_templates_written_by_python2(tmp_path):
+    # VOCASET's templates.pkl comes from Python 2: protocol-0 text, str (not bytes) holding the raw
+    # array data, which only loads with encoding latin1. Written here opcode by opcode as Python 2 does.
+    a = np.arange(6, dtype="<f8").reshape(2, 3) / 7
+    raw = "".join(f"\\x{b:02x}" for b in a.tobytes())
+    text = ("(dp0\nS'FaceTalk_A_TA'\np1\ncnumpy.core.multiarray\n_reconstruct\np2\n(cnumpy\nndarray\np3\n(I0\n"
+            "tp4\nS'b'\np5\ntp6\nRp7\n(I1\n(I2\nI3\ntp8\ncnumpy\ndtype\np9\n(S'f8'\np10\nI0\nI1\ntp11\nRp12\n"
+            f"(I3\nS'<'\np13\nNNNI-1\nI-1\nI0\ntp14\nbI00\nS'{raw}'\np15\ntp16\nbs.")
+    (tmp_path / "templates.pkl").write_bytes(text.encode("ascii"))
+    np.testing.assert_array_equal(load_templates(tmp_path / "templates.pkl")["FaceTalk_A_TA"], a)
+
+
 @pytest.mark.parametrize("where", ["top", "inside"])
 def test_templates_refuse_code_and_nothing_runs(tmp_path, where):
     marker = tmp_path / "ran"
@@ -305,6 +317,15 @@ def test_metrics_cli(tmp_path):
     assert "LVE     1.4500e+01" in out.stdout and "MVE     1.0000e+00" in out.stdout
     assert "FDD     0.0000e+00" in out.stdout  # nothing moves on the upper face in either
     assert "1 sequences, 2 frames (every GT frame)" in out.stdout
+    # what `infer` writes for a vertex bundle: offsets from the subject's template, (T, V, 3)
+    template = np.full((4, 3), 0.5)
+    save_templates(tmp_path / "ds" / "templates.pkl", {"F2": template})
+    np.save(tmp_path / "ds" / "vertices_npy" / "F2_e37.npy", (gt + template).reshape(2, -1))
+    np.savez(tmp_path / "offsets.npz", offsets=pred.astype(np.float32), fps=np.float32(25))
+    npz = _cli("metrics", "--pred", str(tmp_path / "offsets.npz"), "--gt", str(tmp_path / "ds" / "vertices_npy" /
+               "F2_e37.npy"), "--regions", str(tmp_path / "regions"))
+    assert npz.returncode == 0, npz.stderr
+    assert "LVE     1.4500e+01" in npz.stdout and "FDD     0.0000e+00" in npz.stdout
     missing = _cli("metrics", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path), "--regions",
                    str(tmp_path / "regions"), module="training")
     assert missing.returncode == 2 and missing.stderr.startswith("error: 1 predictions have no ground truth")
