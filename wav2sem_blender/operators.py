@@ -230,8 +230,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             result = registry.prepare(writer, ob, result)  # a refusal here leaves the earlier run's output
             registry.clear_all(ob)
             summary = writer.write(ob, result, Timing(result.fps, first, fps))
-            # its own NLA tracks, after the mouth: it never touches the mouth's curves
-            summary.notes += performance_layer.write(ob, result, Timing(result.fps, first, fps))
+            # its own NLA tracks, after the mouth: it never touches the mouth's curves (its note goes first,
+            # so that what the mouth's writer replaced stays the summary's last word)
+            summary.notes[:0] = performance_layer.write(ob, result, Timing(result.fps, first, fps))
         finally:
             if was_edit:
                 with context.temp_override(active_object=ob, object=ob):

@@ -8,6 +8,9 @@ Kinds and their arrays (``fps`` and ``provenance`` always; frames T, vertices V,
 * ``controls``: ``weights`` (T, K) in [0, 1], ``names`` (K,): named controls (the default model);
   may also carry ``offsets`` evaluated on a template mesh (``infer --template``)
 
+Any kind may also carry the performance layer (``performance_weights`` (T, P) in [0, 1],
+``performance_names`` (P,), ``head_rotation`` (T, 3) radians; see ``performance``) when asked for.
+
 The arrays never travel on the pipe: the server saves the file atomically and replies with
 ``to_message`` (kind, path, sizes); the client rebuilds the descriptor with ``from_message``
 and reads the arrays once with ``load``.
