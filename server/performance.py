@@ -35,7 +35,7 @@ import numpy as np
 from wav2sem_contract.performance import PERFORMANCE_CONTROLS
 
 HOP_SECONDS = 0.01
-WINDOW_SECONDS = 0.03
+WINDOW_HOPS = 3  # 30 ms analysis windows (analyse pads and sums for exactly three hops)
 MIN_PAUSE_SECONDS = 0.25
 F0_RANGE = (70.0, 400.0)
 VOICING_THRESHOLD = 0.5  # normalised autocorrelation peak
@@ -91,13 +91,17 @@ def _moving_average(x: np.ndarray, n: int) -> np.ndarray:
 
 def analyse(audio: np.ndarray, sr: int) -> Prosody:
     """Energy, voicing, F0, pauses, phrase ends and prominence of a mono recording."""
-    audio = np.asarray(audio, np.float64)
-    hop, win = max(1, round(sr * HOP_SECONDS)), max(4, round(sr * WINDOW_SECONDS))
+    audio = np.asarray(audio, np.float32)
+    hop = max(1, round(sr * HOP_SECONDS))
+    win = WINDOW_HOPS * hop  # whole hops, so that window sums are sums of hop sums
     n = max(1, int(np.ceil(len(audio) / hop)))
-    padded = np.pad(audio, (win // 2, n * hop + win))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[: n * hop : hop]
-    frames = frames - frames.mean(axis=1, keepdims=True)
-    energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    # window k covers hops k-1, k, k+1 of the audio (centred on hop k); zeros beyond both ends
+    padded = np.zeros((n + 2) * hop, np.float32)
+    padded[hop : hop + len(audio)] = audio
+    blocks = padded.reshape(-1, hop)
+    s1, s2 = blocks.sum(1, dtype=np.float64), np.einsum("ij,ij->i", blocks, blocks).astype(np.float64)
+    mean = (s1[:-2] + s1[1:-1] + s1[2:]) / win
+    energy_db = 10 * np.log10(np.maximum((s2[:-2] + s2[1:-1] + s2[2:]) / win - mean**2, 0.0) + 1e-12)
 
     floor, loud = np.percentile(energy_db, 10), np.percentile(energy_db, 95)
     active = energy_db > max(floor + 0.3 * (loud - floor), loud - 45.0)
@@ -114,14 +118,18 @@ def analyse(audio: np.ndarray, sr: int) -> Prosody:
     size = 1 << int(np.ceil(np.log2(2 * win)))
     ac_window = np.fft.irfft(np.abs(np.fft.rfft(window, size)) ** 2, size)[:win]
     lo, hi = int(sr / F0_RANGE[1]), min(int(sr / F0_RANGE[0]), win - 1)
-    lag, peak = np.zeros(n, int), np.zeros(n)
-    for a in range(0, n, 2048):
-        ac = np.fft.irfft(np.abs(np.fft.rfft(frames[a : a + 2048] * window, size)) ** 2, size)[:, : hi + 1]
+    lag, peak = np.ones(n, int), np.zeros(n)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][:n]  # a view: no copy
+    todo = np.flatnonzero(active)  # only speech can be voiced
+    for a in range(0, len(todo), 2048):
+        rows = todo[a : a + 2048]
+        block = frames[rows].astype(np.float64) - mean[rows, None]
+        ac = np.fft.irfft(np.abs(np.fft.rfft(block * window, size)) ** 2, size)[:, : hi + 1]
         r = (ac[:, lo : hi + 1] / np.maximum(ac[:, :1], 1e-12)) / (ac_window[lo : hi + 1] / ac_window[0])
         best = np.argmax(r, axis=1)
-        lag[a : a + 2048], peak[a : a + 2048] = lo + best, r[np.arange(len(r)), best]
         # a maximum at the edge of the search range is a slope (low rumble, breath), not a period
-        peak[a : a + 2048][(best == 0) | (best == hi - lo)] = 0.0
+        edge = (best == 0) | (best == hi - lo)
+        lag[rows], peak[rows] = lo + best, np.where(edge, 0.0, r[np.arange(len(r)), best])
     voiced = active & (peak > VOICING_THRESHOLD)
     f0 = np.where(voiced, sr / lag, 0.0)
 
@@ -247,9 +255,12 @@ def performance_layer(audio: np.ndarray, sr: int, frames: int, fps: float, inten
     p = prosody.prominence
     peaks = np.flatnonzero((p[1:-1] > p[:-2]) & (p[1:-1] >= p[2:]) & (p[1:-1] > PROMINENCE_PEAK)) + 1
     accents: list[int] = []
+    blocked = np.zeros(len(p), bool)
+    reach = int(np.ceil(MIN_ACCENT_INTERVAL * prosody.rate)) - 1
     for i in peaks[np.argsort(-p[peaks], kind="stable")]:
-        if all(abs(i - j) / prosody.rate >= MIN_ACCENT_INTERVAL for j in accents):
+        if not blocked[i]:
             accents.append(int(i))
+            blocked[max(i - reach, 0) : i + reach + 1] = True
     accents.sort()
     accent_draws = rng.random((len(accents), 3))
     brow = np.zeros(frames)
