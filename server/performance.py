@@ -52,6 +52,7 @@ MIN_ACCENT_INTERVAL = 0.35
 PROMINENCE_PEAK = 1.0
 HEAD_AMPLITUDE = {"nod": 0.02, "tilt": 0.02, "turn": 0.025}  # radians of drift (sd)
 ACCENT_NOD = 0.025  # radians at a prominence of 2
+EDGE_SECONDS = 0.4  # fade in/out at the clip's ends
 
 
 @dataclass
@@ -248,7 +249,9 @@ def performance_layer(audio: np.ndarray, sr: int, frames: int, fps: float, inten
     col = {name: i for i, name in enumerate(PERFORMANCE_CONTROLS)}
     weights = np.zeros((frames, len(PERFORMANCE_CONTROLS)))
 
-    blinks = blink_starts(prosody, rng)
+    end = frames / fps
+    # a blink the clip would cut short would jump open on its last frame: only whole ones
+    blinks = [(t, d) for t, d in blink_starts(prosody, rng) if t + d <= end]
     blink = _blink_curve(times, blinks, fps)
 
     # accents: prominence peaks, the highest first, no two closer than MIN_ACCENT_INTERVAL
@@ -313,4 +316,8 @@ def performance_layer(audio: np.ndarray, sr: int, frames: int, fps: float, inten
         HEAD_AMPLITUDE["tilt"] * _drift(rng, frames, fps, 1.5),
         HEAD_AMPLITUDE["turn"] * _drift(rng, frames, fps, 1.8),
     ], axis=1)
+    # the tracks rest at 0 before and after the clip: fade in and out over EDGE_SECONDS rather than jump
+    taper = _smoothstep(times / EDGE_SECONDS) * _smoothstep((end - 1 / fps - times) / EDGE_SECONDS)
+    weights[:, [col[n] for n in scaled]] *= taper[:, None]
+    head *= taper[:, None]
     return Layer(np.clip(weights, 0.0, 1.0).astype(np.float32), (intensity * head).astype(np.float32), blinks, prosody)
