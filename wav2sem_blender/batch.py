@@ -10,6 +10,8 @@ Inside Blender (the same arguments after ``--``)::
     blender -b IN.blend --python wav2sem_blender/batch.py -- --object Head --audio a.wav --out OUT.blend
 
 Each output starts from IN.blend. Without ``--out`` the input .blend is updated in place.
+A text file next to an audio file with its name (``line01.txt`` or ``line01.wav.txt``) holds the
+words said in it: that file then runs in transcript-assisted mode (``--no-transcripts``: never).
 One line per file on stdout; exit code 1 if any file failed (the others are still done). When
 stderr is a terminal (and tqdm is installed, as in the ``bpy`` module's venv; Blender's own Python
 has none), a progress bar there shows the files done and the current file's stage.
@@ -76,11 +78,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--performance", help="intensity 0..1 of the blinks, brows, eyes, cheeks and head motion made from "
                    "the audio, on NLA tracks of their own; 0: mouth only (default: the scene's setting, 0.5 in a new one)")
     p.add_argument("--seed", help="seed of the performance layer (default: the scene's setting)")
+    p.add_argument("--no-transcripts", action="store_true",
+                   help="ignore transcript sidecars (<audio name>.txt next to an audio file, read as its words "
+                   "for transcript-assisted lip sync)")
     p.add_argument("--server-python", help="interpreter that runs the inference server")
     args = p.parse_args(argv)
     if args.audio_dir and not args.out_dir:
         p.error("--audio-dir needs --out-dir")
     return args
+
+
+def transcript_for(audio: Path, ignore: bool = False) -> tuple[str, Path | None]:
+    """(the words said in ``audio``, the sidecar they came from): ``line01.txt`` (or ``line01.wav.txt``)
+    next to ``line01.wav``; ('', None) when there is none or sidecars are ignored. Empty text means
+    audio only: the .blend's own Transcript setting is never applied to a batch (it belongs to one line).
+    Raises OSError or UnicodeDecodeError for a sidecar that cannot be read."""
+    if ignore:
+        return "", None
+    for sidecar in (audio.with_suffix(".txt"), audio.with_name(audio.name + ".txt")):
+        if sidecar.is_file():
+            return sidecar.read_text(encoding="utf-8-sig"), sidecar
+    return "", None
 
 
 def performance_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -353,6 +371,14 @@ def main(argv: list[str]) -> int:
         if args.pack_audio:
             kwargs["pack_audio"] = True
         kwargs.update(performance)
+        try:
+            kwargs["text"], _ = transcript_for(audio, args.no_transcripts)
+        except (OSError, UnicodeDecodeError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            bar.done(f"[{i}/{len(todo)}] {audio.name}: FAILED The transcript next to it cannot be read ({reason}). "
+                     "Save it as UTF-8 text, or pass --no-transcripts.")
+            continue
         with sidecars_for(out):  # the cache is named for, and lies next to, the output .blend
             ob = bpy.data.objects.get(args.object)
             cache = cache_path(ob, out.parent)[0] if args.mode == "point-cache" and ob is not None else None

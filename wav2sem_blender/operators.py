@@ -47,6 +47,7 @@ _STAGE_WORDS = {
     "encode": "encoding audio",
     "decode": "decoding motion",
     "compact": "compacting",
+    "align": "aligning the transcript",
     "write": "saving the result",
 }
 
@@ -110,6 +111,10 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     )
     seed: IntProperty(name="Seed", description="Seed of the performance layer's random draws", min=0, default=0,
                       options={"SKIP_SAVE"})
+    text: StringProperty(
+        name="Transcript", description="The words that are said (default: the panel's Transcript; empty: audio only)",
+        options={"SKIP_SAVE"},
+    )
 
     _generation: Generation | None = None
     _timer = None
@@ -166,9 +171,20 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             device=runtime.device(),
             performance=self.arg(context, "performance"),
             seed=self.arg(context, "seed"),
+            text=self.transcript(context),
         ).validate()
         plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
         return plan, ob
+
+    def transcript(self, context) -> str | None:
+        """The operator's ``text`` if given, else the panel's Transcript (its text block, else its line)."""
+        if self.properties.is_property_set("text"):
+            text = self.text
+        else:
+            settings = context.scene.wav2sem
+            block = settings.transcript_text
+            text = block.as_string() if block is not None else settings.transcript
+        return text if text.strip() else None
 
     def start(self, context) -> None:
         plan, ob = self.make_plan(context)
@@ -244,6 +260,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             if pack and strip is not None:
                 notes.append("audio packed into the .blend" if strip.sound.packed_file is not None
                              else "the audio could not be packed; the sound strip reads the file")
+        note = transcript_note(result.provenance.get("transcript"))
+        if note:
+            notes.append(note)
         ob["wav2sem_model_fps"] = result.fps
         ob["wav2sem_scene_fps"] = fps
         ob["wav2sem_audio"] = gen.plan.request.audio
@@ -307,6 +326,17 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return self.finish(context)
+
+
+def transcript_note(info: dict | None) -> str:
+    """The summary's words for what transcript mode did: its one-line notice when the transcript was
+    ignored, else the closures it enforced ('' without a transcript)."""
+    if not info:
+        return ""
+    if info.get("notice"):
+        return str(info["notice"])
+    text = "the sentence vector from the text" if info.get("semantic_from_text") else "the audio's sentence vector"
+    return f"transcript: {info.get('aligned_words', 0)} words aligned, {info.get('closures', 0)} lip closures, {text}"
 
 
 def check_audio_path(audio: str) -> None:

@@ -21,6 +21,11 @@ class WAV2SEM_PT_main(bpy.types.Panel):
 
         col = layout.column()
         col.prop(settings, "audio")
+        # what is said: a text block for a script, or one line typed here (greyed out when a block is chosen)
+        col.prop(settings, "transcript_text")
+        sub = col.column()
+        sub.active = settings.transcript_text is None
+        sub.prop(settings, "transcript")
         col.prop(settings, "target")
         col.operator("wav2sem.add_rig", icon="SHAPEKEY_DATA")
         row = col.row(align=True)

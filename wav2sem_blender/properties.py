@@ -54,6 +54,14 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     )
     seed: IntProperty(name="Seed", description="Seed of the performance layer: the same seed, the same blinks",
                       default=0, min=0)
+    transcript: StringProperty(
+        name="Transcript", description="The words that are said (the dialogue line): the lips close at every "
+        "/p b m/ and Wav2Sem gets the sentence's meaning from the text; empty: from the audio alone",
+    )
+    transcript_text: PointerProperty(
+        name="Transcript Text", type=bpy.types.Text,
+        description="A text block with the words that are said (for a longer script); used instead of the line",
+    )
     last_summary: StringProperty(name="Last Result")
 
 
