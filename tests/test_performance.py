@@ -268,3 +268,20 @@ def test_the_ict_rig_plays_the_layer_on_its_own_keys(results):
         ob.shape_key_add(name=name, from_mix=False)
     notes = writer.write(ob, results["full"], Timing(30.0, 1, 30.0))
     assert notes == ["performance layer: 15 face controls + head motion"]
+
+
+def test_batch_passes_performance_and_seed_through(tmp_path, clip):
+    from tests.bundles import make_tiny_bundle
+    from tests.helpers import write_head_blend
+
+    blend, out = write_head_blend(tmp_path / "in.blend"), tmp_path / "out.blend"
+    done = subprocess.run([sys.executable, str(ROOT / "wav2sem_blender" / "batch.py"), "--blend", str(blend),
+                           "--object", "Head", "--audio", str(clip), "--bundle", str(make_tiny_bundle(tmp_path / "ff")),
+                           "--mode", "compact", "--performance", "1", "--seed", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "performance layer: head motion (the head has no eye, brow, cheek or nose shape keys)" in done.stdout
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    tracks = bpy.data.objects["Head"].animation_data.nla_tracks
+    assert [t.name for t in tracks] == ["W2S Head Motion Rest", "W2S Head Motion"]
+    be.reset()
