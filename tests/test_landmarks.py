@@ -218,3 +218,127 @@ def error_table() -> str:
         rows.append(f"| {name} | {found.method} | {max(rel['mouth_corner_L'], rel['mouth_corner_R']):.3f} | "
                     f"{max(rel['lip_upper'], rel['lip_lower']):.3f} | {rel['chin']:.3f} | {worst:.1f} |")
     return "\n".join(rows)
+
+
+# -- in Blender ------------------------------------------------------------------------------------
+def plain_object(name: str, verts, faces, sizes=None, matrix=None) -> bpy.types.Object:
+    """A mesh object with no vertex groups and no shape keys: a head as a new user brings it."""
+    flat = triangulate(faces, sizes) if sizes is None and not isinstance(faces, list) else None
+    me = bpy.data.meshes.new(name)
+    if sizes is not None:
+        sizes = np.asarray(sizes)
+        me.vertices.add(len(verts))
+        me.vertices.foreach_set("co", np.asarray(verts, np.float32).ravel())
+        me.loops.add(int(sizes.sum()))
+        me.loops.foreach_set("vertex_index", np.asarray(faces, np.int32).ravel())
+        me.polygons.add(len(sizes))
+        me.polygons.foreach_set("loop_start", (np.cumsum(sizes) - sizes).astype(np.int32))
+        me.update(calc_edges=True)
+    else:
+        me.from_pydata(np.asarray(verts).tolist(), [], [list(f) for f in (flat if flat is not None else faces)])
+    ob = bpy.data.objects.new(name, me)
+    bpy.context.scene.collection.objects.link(ob)
+    if matrix is not None:
+        ob.matrix_world = matrix
+    bpy.context.view_layer.objects.active = ob
+    return ob
+
+
+def group_members(ob) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {g.name: [] for g in ob.vertex_groups}
+    names = {g.index: g.name for g in ob.vertex_groups}
+    for v in ob.data.vertices:
+        for g in v.groups:
+            out[names[g.group]].append(v.index)
+    return out
+
+
+def test_find_mouth_landmarks_writes_the_groups_keeps_the_users_and_undoes():
+    from wav2sem_blender.rig import WAV2SEM_OT_find_landmarks
+
+    assert WAV2SEM_OT_find_landmarks.bl_options == {"REGISTER", "UNDO"}
+    be.reset()
+    verts, faces, groups = procedural.head_geometry()
+    ob = plain_object("Head", verts, faces)
+    mine = ob.vertex_groups.new(name="W2S chin")  # the user's own chin: kept
+    mine.add([5], 1.0, "REPLACE")
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.wav2sem.find_landmarks(object="Head") == {"FINISHED"}
+    found = group_members(ob)
+    for name in ("W2S mouth_corner_L", "W2S mouth_corner_R", "W2S lip_upper", "W2S lip_lower"):
+        assert found[name] == groups[name], name  # the generator's own landmark vertices
+    assert found["W2S chin"] == [5] and len(found["W2S jaw_pivot"]) == 2
+    selected = np.zeros(len(ob.data.vertices), bool)
+    ob.data.vertices.foreach_get("select", selected)
+    assert set(np.flatnonzero(selected)) == {i for n, idx in found.items() if n != "W2S chin" for i in idx}
+    bpy.ops.ed.undo_push(message="found")
+    bpy.ops.ed.undo()  # one undo step
+    ob = bpy.data.objects["Head"]
+    assert [g.name for g in ob.vertex_groups] == ["W2S chin"]
+    bpy.ops.ed.redo()
+    ob = bpy.data.objects["Head"]
+    assert len(ob.vertex_groups) == 6
+    # the rig reads them: the user's chin and the found lips (nothing else to assign)
+    assert bpy.ops.wav2sem.add_rig(object="Head") == {"FINISHED"}
+    # asked to replace, the user's group goes too
+    assert bpy.ops.wav2sem.find_landmarks(object="Head", replace=True) == {"FINISHED"}
+    assert group_members(ob)["W2S chin"] == groups["W2S chin"]
+
+
+def test_find_mouth_landmarks_refuses_a_head_without_a_mouth_in_one_sentence():
+    be.reset()
+    ob = be.make_head(n=5000)
+    with pytest.raises(RuntimeError, match=r"assign the vertex groups W2S mouth_corner_L, .*W2S chin by hand"):
+        bpy.ops.wav2sem.find_landmarks(object=ob.name)
+    assert not ob.vertex_groups
+
+
+class _Finished:
+    """Stands in for a generation that has finished: the writers get ``result``."""
+
+    result = None
+
+    def __init__(self, client, plan) -> None:
+        import time
+
+        self.plan, self.error, self.state, self.cancel_requested = plan, None, "done", False
+        self.stage, self.fraction, self.started = "write", 1.0, time.monotonic()
+
+    def step(self) -> bool:
+        return True
+
+    def load_result(self):
+        return self.result
+
+
+@pytest.mark.parametrize("head, mode", [("procedural", "AUTO"), ("ict", "AUTO"), ("flame:decimated", "COMPACT")])
+def test_generate_in_one_click_on_a_head_without_landmark_groups(head, mode, tmp_path, monkeypatch):
+    from mathutils import Matrix
+
+    from wav2sem_blender import operators, runtime
+    from wav2sem_contract.controls import CONTROLS
+    from wav2sem_contract.result import InferResult
+
+    verts, faces, sizes, ref, _ = case(head)
+    be.reset()
+    # placed like an imported head: turned, scaled and moved by its object matrix
+    ob = plain_object("Head", verts, faces, sizes,
+                      matrix=Matrix.Translation((0.3, 0, 0.1)) @ Matrix.Rotation(0.4, 4, "Z") @ Matrix.Scale(0.7, 4))
+    weights = np.zeros((6, len(CONTROLS)), np.float32)
+    weights[:, CONTROLS.index("jawOpen")] = np.linspace(0, 1, 6)
+    monkeypatch.setattr(_Finished, "result", InferResult("controls", 30.0, {"weights": weights,
+                                                                             "names": np.array(CONTROLS)}))
+    monkeypatch.setattr(operators, "Generation", _Finished)
+    monkeypatch.setattr(runtime, "client", lambda: None)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    assert bpy.ops.wav2sem.generate(audio=str(audio), object="Head", bundle=str(tmp_path), mode=mode,
+                                    add_sound=False) == {"FINISHED"}
+    message = bpy.context.window_manager.wav2sem_status.message
+    assert "mouth landmarks found automatically" in message and "corners at vertices" in message, message
+    assert not ob.vertex_groups  # found in memory; Find Mouth Landmarks is what writes groups
+    # the chin drops at full jawOpen: the last frame against the first
+    chin = int(np.argmin(np.linalg.norm(verts - ref["chin"], axis=1)))
+    opened = be.evaluated(ob, 6)[chin] - be.evaluated(ob, 1)[chin]
+    up = ref["lip_upper"] - ref["chin"]
+    assert opened @ up / np.linalg.norm(up) < -0.05 * np.linalg.norm(ref["mouth_corner_L"] - ref["mouth_corner_R"])

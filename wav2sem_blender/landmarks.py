@@ -287,7 +287,7 @@ def _depth_map(local: np.ndarray, pixel: float, lo: np.ndarray, hi: np.ndarray) 
         around = np.max([pad[1 + dr:1 + dr + rows, 1 + dc:1 + dc + cols]
                          for dr in (-1, 0, 1) for dc in (-1, 0, 1)], axis=0)
         depth[empty] = around[empty]
-    floor = np.min(local[:, 2]) - 0.05 * (hi[1] - lo[1])
+    floor = (np.min(local[:, 2]) if len(local) else 0.0) - 0.05 * (hi[1] - lo[1])
     depth[~np.isfinite(depth)] = floor  # nothing there (beside the head): far behind
     # A pixel that missed the front surface shows a surface behind it: deeper than its neighbours on
     # both sides *across* the face. A slit between the lips runs across, so it keeps its neighbours.
@@ -411,7 +411,7 @@ def find_mouth_landmarks(vertices: np.ndarray, faces, sizes=None, seed: int = 0)
         found = _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width, rng)
         method = "crease"
     if found is None:
-        raise LandmarkError("No mouth was found on the mesh (neither an opening between the lips nor a lip crease).")
+        raise LandmarkError("No mouth was found: neither an opening between the lips nor a lip crease.")
     corners, lips_a, lips_b, forward, strength = found
     # up: the nose side of the mouth protrudes far more than the chin side
     profile = _sample(verts, tris, areas, 60000, rng)
@@ -424,7 +424,7 @@ def find_mouth_landmarks(vertices: np.ndarray, faces, sizes=None, seed: int = 0)
     above = rel[(rel[:, 1] > 0.3 * width) & (rel[:, 1] < 1.2 * width), 2]
     below = rel[(rel[:, 1] < -0.3 * width) & (rel[:, 1] > -1.2 * width), 2]
     if not len(above) or not len(below):
-        raise LandmarkError("A mouth-like shape was found but no face around it (nose above or chin below).")
+        raise LandmarkError("A mouth-like shape was found but no face around it: no nose above or chin below.")
     nose_margin = (above.max() - below.max()) / width
     vertical = np.cross(forward, lateral)
     up = vertical if nose_margin > 0 else -vertical

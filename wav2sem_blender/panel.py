@@ -27,7 +27,9 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.active = settings.transcript_text is None
         sub.prop(settings, "transcript")
         col.prop(settings, "target")
-        col.operator("wav2sem.add_rig", icon="SHAPEKEY_DATA")
+        row = col.row(align=True)
+        row.operator("wav2sem.find_landmarks", icon="VIEWZOOM")
+        row.operator("wav2sem.add_rig", icon="SHAPEKEY_DATA")
         row = col.row(align=True)
         row.prop(settings, "bundle")
         row.operator("wav2sem.inspect_bundle", text="", icon="FILE_REFRESH")

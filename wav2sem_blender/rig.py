@@ -2,19 +2,24 @@
 
 Landmarks come from vertex groups the user assigns (``W2S mouth_corner_L`` ... ``W2S chin``,
 optionally ``W2S jaw_pivot``; a group's vertices are averaged), or are built in for FLAME
-topology. Keys this rig made are listed in the object's ``wav2sem_rig`` property, so adding
-the rig again replaces only them; a key of the same name the user made stays as it is.
+topology, or else are found on the geometry (``landmarks.py``): the groups always win, and
+**Find Mouth Landmarks** writes what was found as those groups, to inspect and adjust. Keys this
+rig made are listed in the object's ``wav2sem_rig`` property, so adding the rig again replaces
+only them; a key of the same name the user made stays as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import bpy
 import numpy as np
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 
 from wav2sem_contract import articulation, controls
 from wav2sem_contract.errors import Wav2SemError
 
+from .landmarks import GROUP_NAMES, LandmarkError, Landmarks, find_mouth_landmarks
 from .writers.common import rest_positions
 
 FLAME_LANDMARKS, FLAME_VERTICES = articulation.FLAME_LANDMARKS, articulation.FLAME_VERTICES
@@ -22,6 +27,11 @@ LANDMARKS, OPTIONAL_LANDMARKS = articulation.LANDMARKS, articulation.OPTIONAL_LA
 
 GROUP_PREFIX = "W2S "
 RIG_PROPERTY = "wav2sem_rig"
+FOUND_PROPERTY = "wav2sem_found_groups"  # the W2S groups Find Mouth Landmarks wrote (not the user's)
+
+# What the last automatic search found, per object name, until a writer reports it in its summary.
+FOUND_NOTES: dict[str, str] = {}
+_CACHE: dict[tuple, Landmarks] = {}
 
 
 def group_weights(ob: bpy.types.Object, names: list[str]) -> dict[str, np.ndarray]:
@@ -40,11 +50,15 @@ def group_weights(ob: bpy.types.Object, names: list[str]) -> dict[str, np.ndarra
 
 
 def landmarks_of(
-    ob: bpy.types.Object, rest: np.ndarray | None = None, names: tuple[str, ...] = LANDMARKS + OPTIONAL_LANDMARKS
+    ob: bpy.types.Object, rest: np.ndarray | None = None, names: tuple[str, ...] = LANDMARKS + OPTIONAL_LANDMARKS,
+    detect: bool = False,
 ) -> dict[str, np.ndarray]:
     """Landmark positions of ``ob`` (object space): the weighted means of its ``W2S`` vertex groups
-    (any of ``names``), else FLAME's built-ins for the mouth."""
+    (any of ``names``), else FLAME's built-ins for the mouth, else (``detect``) the ones found on the
+    geometry for whatever the groups leave out."""
     rest = rest_positions(ob).astype(np.float64) if rest is None else rest
+    if detect:
+        FOUND_NOTES.pop(ob.name, None)  # a note is only ever about this search
     weights = group_weights(ob, [GROUP_PREFIX + n for n in names])
     found = {}
     for n in names:
@@ -56,17 +70,70 @@ def landmarks_of(
     if len(rest) == FLAME_VERTICES:
         return {**{n: rest[i] for n, i in FLAME_LANDMARKS.items()}, **found}
     missing = [GROUP_PREFIX + n for n in LANDMARKS if n not in found]
-    raise Wav2SemError(
-        "rig_landmarks",
-        f"'{ob.name}' has no mouth landmarks (missing vertex groups: {', '.join(missing)}).",
-        "Assign a vertex or two to each of those groups in Edit Mode, then try again.",
-    )
+    if not detect:
+        raise Wav2SemError(
+            "rig_landmarks",
+            f"'{ob.name}' has no mouth landmarks (missing vertex groups: {', '.join(missing)}).",
+            "Assign a vertex or two to each of those groups in Edit Mode, then try again.",
+        )
+    try:
+        auto = detect_landmarks(ob, rest)
+    except LandmarkError as exc:
+        reason = str(exc).rstrip(".")
+        raise Wav2SemError(
+            "rig_landmarks",
+            f"'{ob.name}' has no mouth landmarks: the vertex groups {', '.join(missing)} are missing and the "
+            f"search of its geometry failed ({reason[:1].lower()}{reason[1:]}).",
+            "Assign a vertex or two to each of those groups in Edit Mode, then try again.",
+        ) from None
+    FOUND_NOTES[ob.name] = f"mouth landmarks found automatically ({auto.describe(*_units(ob))})"
+    return {**{n: auto.positions[n] for n in names if n in auto.positions}, **found}
+
+
+def mesh_faces(ob: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
+    """(flat corner vertex indices, corners per polygon) of ``ob``'s mesh, in polygon order."""
+    me = ob.data
+    n = len(me.polygons)
+    # (int32 buffers: Blender's own type for these; another width is not converted)
+    starts, totals = np.empty(n, np.int32), np.empty(n, np.int32)
+    me.polygons.foreach_get("loop_start", starts)
+    me.polygons.foreach_get("loop_total", totals)
+    corners = np.empty(len(me.loops), np.int32)
+    me.loops.foreach_get("vertex_index", corners)
+    starts, totals, corners = starts.astype(np.int64), totals.astype(np.int64), corners.astype(np.int64)
+    offsets = np.arange(totals.sum()) - np.repeat(np.cumsum(totals) - totals, totals)
+    return corners[np.repeat(starts, totals) + offsets], totals
+
+
+def detect_landmarks(ob: bpy.types.Object, rest: np.ndarray | None = None) -> Landmarks:
+    """The mouth landmarks found on ``ob``'s geometry (remembered for the same mesh shape: a Generate
+    asks twice, once to check and once to write)."""
+    rest = rest_positions(ob).astype(np.float64) if rest is None else rest
+    flat, sizes = mesh_faces(ob)
+    digest = hashlib.sha1(np.ascontiguousarray(rest, np.float64).tobytes() + flat.tobytes() + sizes.tobytes())
+    key = (ob.name, digest.hexdigest())
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = find_mouth_landmarks(rest, flat, sizes)
+    return _CACHE[key]
+
+
+def _units(ob: bpy.types.Object) -> tuple[float, str]:
+    """Metres per object-space unit (the object's scale and the scene's unit scale) for reports."""
+    scale = float(np.abs(np.linalg.det(np.array(ob.matrix_world)[:3, :3]))) ** (1 / 3)
+    return scale * bpy.context.scene.unit_settings.scale_length, "m"
+
+
+def take_found_note(ob: bpy.types.Object) -> list[str]:
+    """The summary note for landmarks found automatically on ``ob`` since the last call (or none)."""
+    note = FOUND_NOTES.pop(ob.name, None)
+    return [note] if note else []
 
 
 def rig_deltas(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
     """Each control's (V, 3) delta on ``ob`` at ``rest`` (float64), from its mouth landmarks."""
     try:
-        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest))
+        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest, detect=True))
     except articulation.RigError as exc:
         raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
                            "Check the W2S vertex groups (corners left/right, lips, chin).") from None
@@ -134,6 +201,94 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (WAV2SEM_OT_add_rig,)
+def write_found_groups(ob: bpy.types.Object, found: Landmarks, replace: bool = False) -> tuple[list[str], list[str]]:
+    """The found landmarks as ``W2S`` vertex groups; a group the user made is kept unless ``replace``.
+    Returns (groups written, groups kept)."""
+    ours = set(ob.get(FOUND_PROPERTY, []))
+    written, kept = [], []
+    for name in GROUP_NAMES:
+        indices = found.indices.get(name)
+        group_name = GROUP_PREFIX + name
+        group = ob.vertex_groups.get(group_name)
+        if group is not None and group_name not in ours and not replace:
+            kept.append(group_name)
+            continue
+        if indices is None:
+            if group is not None and group_name in ours:  # an earlier search's, now without a match
+                ob.vertex_groups.remove(group)
+            continue
+        if group is None:
+            group = ob.vertex_groups.new(name=group_name)
+        else:
+            group.remove(list(range(len(ob.data.vertices))))
+        group.add(indices, 1.0, "REPLACE")
+        written.append(group_name)
+    ob[FOUND_PROPERTY] = sorted((ours - set(kept)) | set(written))
+    return written, kept
+
+
+def _select_only(ob: bpy.types.Object, indices: list[int]) -> None:
+    """Select just these vertices: Edit Mode then shows where the landmarks are."""
+    me = ob.data
+    mask = np.zeros(len(me.vertices), bool)
+    mask[indices] = True
+    me.vertices.foreach_set("select", mask)
+    # Nothing else selected: drop the edge and face selection layers (setting edge flags through
+    # foreach_set crashed Blender 5.0.1; a missing layer reads as all unselected).
+    for name in (".select_edge", ".select_poly"):
+        layer = me.attributes.get(name)
+        if layer is not None:
+            me.attributes.remove(layer)
+
+
+class WAV2SEM_OT_find_landmarks(bpy.types.Operator):
+    """Find the mouth corners, lips, chin and jaw pivot on the geometry and write them as W2S vertex groups to check"""
+
+    bl_idname = "wav2sem.find_landmarks"
+    bl_label = "Find Mouth Landmarks"
+    bl_options = {"REGISTER", "UNDO"}
+
+    object: StringProperty(name="Object", description="Head mesh (default: the panel's target, else the active object)",
+                           options={"SKIP_SAVE"})
+    replace: BoolProperty(name="Replace My Groups", default=False, options={"SKIP_SAVE"},
+                          description="Also overwrite W2S groups you assigned yourself")
+
+    def execute(self, context):
+        settings = getattr(context.scene, "wav2sem", None)
+        fallback = (settings.target if settings is not None else None) or context.active_object
+        ob = bpy.data.objects.get(self.object) if self.object else fallback
+        if ob is None or ob.type != "MESH":
+            self.report({"ERROR"}, "No head mesh to search: select one or pass object=...")
+            return {"CANCELLED"}
+        if ob.library is not None or ob.data.library is not None:
+            self.report({"ERROR"}, f"'{ob.name}' is linked from a library; make it local to add vertex groups.")
+            return {"CANCELLED"}
+        was_edit = ob.mode == "EDIT"
+        if was_edit:  # the mesh's edits live in the BMesh until edit mode is left
+            bpy.ops.object.mode_set(mode="OBJECT")
+        try:
+            try:
+                found = detect_landmarks(ob)
+            except LandmarkError as exc:
+                names = ", ".join(GROUP_PREFIX + n for n in LANDMARKS)
+                self.report({"ERROR"}, f"{str(exc).rstrip('.')} on '{ob.name}'; assign the vertex groups {names} "
+                                       "by hand in Edit Mode (a vertex or two each).")
+                return {"CANCELLED"}
+            written, kept = write_found_groups(ob, found, self.replace)
+            _select_only(ob, sorted({i for n in written for i in found.indices[n.removeprefix(GROUP_PREFIX)]}))
+            if written:
+                ob.vertex_groups.active_index = ob.vertex_groups[written[0]].index
+            ob.data.update()
+        finally:
+            if was_edit:
+                bpy.ops.object.mode_set(mode="EDIT")
+        text = f"Mouth landmarks on '{ob.name}': {found.describe(*_units(ob))}"
+        if kept:
+            text += f"; kept your {', '.join(kept)}"
+        self.report({"INFO"}, text + ". They are selected in Edit Mode; move a group's vertex to adjust.")
+        return {"FINISHED"}
+
+
+classes = (WAV2SEM_OT_add_rig, WAV2SEM_OT_find_landmarks)
 
 register, unregister = bpy.utils.register_classes_factory(classes)

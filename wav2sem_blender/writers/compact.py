@@ -17,7 +17,7 @@ from ..key_paths import key_path
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
 from .common import add_fcurve, ensure_basis, new_shape_key, remove_shape_keys, rest_positions
-from .motion import as_compact
+from .motion import as_compact, take_found_note
 
 SPEC = WriterSpec(
     "COMPACT", "compact", "Compact Shape Keys",
@@ -60,4 +60,4 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
         kb.slider_min = -1.0
         add_fcurve(fcurves, key_path(kb.name), frames, weights[:, k] / scale[k])
     detail = f"{basis.shape[0] + 1} keys, max error {float(result['max_error']) * 1000:.3f} mm"
-    return Summary(len(weights), timing.last_frame(len(weights)), detail)
+    return Summary(len(weights), timing.last_frame(len(weights)), detail, take_found_note(ob))

@@ -43,7 +43,10 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
     names = result.names
     notes = []
     if ensure_control_keys(ob, names):
+        from ..rig import take_found_note
+
         notes.append("articulation rig added")
+        notes += take_found_note(ob)
     info = write_controls(ob, result["weights"], names, timing.model_fps, timing.first_frame, timing.fps)
     if info["missing"]:
         notes.append(f"missing: {', '.join(info['missing'])}")

@@ -4,7 +4,8 @@ A control model (the embedded default) answers weights of named controls. The cu
 keys them on shape keys of those names; every other output mode needs vertex offsets, so the
 controls are evaluated here: each control's delta is the object's own shape key of that name
 (an ARKit-style rig) or, when it has none, the articulation rig computed in memory from the
-mouth landmarks (nothing is added to the mesh). offsets(t) = sum_k weights[t, k] * delta_k,
+mouth landmarks (nothing is added to the mesh; landmarks found on the geometry are reported through
+``take_found_note`` in the writer's summary). offsets(t) = sum_k weights[t, k] * delta_k,
 which is exactly what the shape keys would play.
 """
 
@@ -15,7 +16,9 @@ import numpy as np
 
 from wav2sem_contract.result import InferResult
 
-from ..rig import rig_deltas
+from ..rig import rig_deltas, take_found_note
+
+__all__ = ["as_compact", "as_offsets", "control_deltas", "take_found_note"]
 from .common import rest_positions
 
 

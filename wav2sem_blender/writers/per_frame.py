@@ -18,7 +18,7 @@ from ..compat import fcurves_of
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
 from .common import add_fcurve, ensure_basis, new_shape_key, remove_shape_keys, rest_positions
-from .motion import as_offsets
+from .motion import as_offsets, take_found_note
 
 SPEC = WriterSpec("PER_FRAME", "per-frame", "Shape Key per Frame", "One absolute shape key per frame, exact but heavy",
                   request="offsets")
@@ -80,4 +80,4 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
     frames = timing.frames(len(offsets))
     fcurves = fcurves_of(key, action_name=f"{PREFIX}{ob.name} Shape Keys")
     add_fcurve(fcurves, "eval_time", frames, positions[1 : len(offsets) + 1])
-    return Summary(len(offsets), timing.last_frame(len(offsets)), f"{len(offsets)} shape keys")
+    return Summary(len(offsets), timing.last_frame(len(offsets)), f"{len(offsets)} shape keys", take_found_note(ob))

@@ -21,7 +21,7 @@ from .. import runtime
 from . import PREFIX
 from .base import Summary, Timing, WriterSpec
 from .common import rest_positions, sidecar_blend
-from .motion import as_compact
+from .motion import as_compact, take_found_note
 
 SPEC = WriterSpec("POINT_CACHE", "point-cache", "Point Cache",
                   "Mesh keyframes in a .pc2 file next to the .blend, with a Mesh Cache modifier", request="offsets")
@@ -110,4 +110,4 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing) -> Summary:
     # Measured mapping in FRAME mode: sample = scene_frame * frame_scale - frame_start.
     mod.frame_scale = timing.model_fps / timing.fps
     mod.frame_start = timing.first_frame * mod.frame_scale
-    return Summary(n, timing.last_frame(n), f"cache {path.name}", files=[str(path)])
+    return Summary(n, timing.last_frame(n), f"cache {path.name}", take_found_note(ob), files=[str(path)])
