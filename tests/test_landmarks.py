@@ -342,3 +342,32 @@ def test_generate_in_one_click_on_a_head_without_landmark_groups(head, mode, tmp
     opened = be.evaluated(ob, 6)[chin] - be.evaluated(ob, 1)[chin]
     up = ref["lip_upper"] - ref["chin"]
     assert opened @ up / np.linalg.norm(up) < -0.05 * np.linalg.norm(ref["mouth_corner_L"] - ref["mouth_corner_R"])
+
+
+def test_batch_in_one_click_on_a_head_without_landmark_groups(tmp_path):
+    """batch.py with the embedded default model (no --bundle, --mode auto) on a head with neither
+    ARKit keys nor W2S groups: the rig is added from the landmarks found, and the line says so."""
+    import subprocess
+    import sys
+
+    from tests.bundles import speech_like
+    from tests.test_batch import REPO, inspect, run_batch
+
+    blend = tmp_path / "plain.blend"
+    code = (
+        "import sys, bpy\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from wav2sem_blender.head import make_head_object\n"
+        "bpy.ops.wm.read_factory_settings(use_empty=True)\n"
+        "ob = make_head_object('Head')\n"
+        "ob.vertex_groups.clear()\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    audio = speech_like(tmp_path / "line.wav", 1.5)
+    out = tmp_path / "out.blend"
+    proc = run_batch("--blend", str(blend), "--object", "Head", "--audio", str(audio), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("[1/1]"))
+    assert "OK" in line and "articulation rig added" in line and "mouth landmarks found automatically" in line, line
+    assert inspect(out).startswith("KEYS 17 ")  # Basis + the 16 controls
