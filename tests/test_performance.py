@@ -253,6 +253,14 @@ def test_generate_writes_the_layer_without_changing_the_mouth_curves(clip):
         np.testing.assert_array_equal(with_layer[path], co)
     assert [t.name for t in ob.data.shape_keys.animation_data.nla_tracks] == ["W2S Performance Rest", "W2S Performance"]
     assert "performance layer: 15 face controls + head motion" in bpy.context.window_manager.wav2sem_status.message
+    assert [t.name for t in ob.animation_data.nla_tracks] == ["W2S Head Motion Rest", "W2S Head Motion"]
+    try:  # Head Motion off: the face layer alone, the earlier head tracks gone
+        bpy.ops.wav2sem.generate(audio=str(clip), object="Head", performance=1.0, seed=5, head_motion=False)
+    finally:
+        operators.CANCEL.clear()
+    assert not ob.animation_data.nla_tracks and len(ob.data.shape_keys.animation_data.nla_tracks) == 2
+    text = bpy.context.window_manager.wav2sem_status.message
+    assert "performance layer: 15 face controls" in text and "head motion" not in text
 
 
 def test_the_ict_rig_plays_the_layer_on_its_own_keys(results):

@@ -78,6 +78,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--performance", help="intensity 0..1 of the blinks, brows, eyes, cheeks and head motion made from "
                    "the audio, on NLA tracks of their own; 0: mouth only (default: the scene's setting, 0.5 in a new one)")
     p.add_argument("--seed", help="seed of the performance layer (default: the scene's setting)")
+    p.add_argument("--no-head-motion", action="store_true", help="the performance layer without head nods and tilts")
     p.add_argument("--no-transcripts", action="store_true",
                    help="ignore transcript sidecars (<audio name>.txt next to an audio file, read as its words "
                    "for transcript-assisted lip sync)")
@@ -118,6 +119,8 @@ def performance_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--seed must be a whole number from 0 to {2**31 - 1}, not '{args.seed}'. "
                              "Pass e.g. --seed 7.")
         out["seed"] = int(args.seed)
+    if args.no_head_motion:
+        out["head_motion"] = False
     return out
 
 

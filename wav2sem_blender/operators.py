@@ -47,6 +47,7 @@ _STAGE_WORDS = {
     "encode": "encoding audio",
     "decode": "decoding motion",
     "compact": "compacting",
+    "performance": "making the performance layer",
     "align": "aligning the transcript",
     "write": "saving the result",
 }
@@ -79,6 +80,7 @@ _FROM_SETTINGS = {
     "pack_audio": "pack_audio",
     "performance": "performance",
     "seed": "seed",
+    "head_motion": "head_motion",
 }
 
 
@@ -111,6 +113,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     )
     seed: IntProperty(name="Seed", description="Seed of the performance layer's random draws", min=0, default=0,
                       options={"SKIP_SAVE"})
+    head_motion: BoolProperty(name="Head Motion", description="Also nod and tilt the head (the object's delta "
+                              "rotation) with the performance layer", default=True, options={"SKIP_SAVE"})
     text: StringProperty(
         name="Transcript", description="The words that are said (default: the panel's Transcript; empty: audio only)",
         options={"SKIP_SAVE"},
@@ -248,7 +252,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             summary = writer.write(ob, result, Timing(result.fps, first, fps))
             # its own NLA tracks, after the mouth: it never touches the mouth's curves (its note goes first,
             # so that what the mouth's writer replaced stays the summary's last word)
-            summary.notes[:0] = performance_layer.write(ob, result, Timing(result.fps, first, fps))
+            summary.notes[:0] = performance_layer.write(ob, result, Timing(result.fps, first, fps),
+                                                        head=self.arg(context, "head_motion"))
         finally:
             if was_edit:
                 with context.temp_override(active_object=ob, object=ob):

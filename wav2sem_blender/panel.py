@@ -47,6 +47,7 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub = col.column()
         sub.active = settings.performance > 0
         sub.prop(settings, "seed")
+        sub.prop(settings, "head_motion")
 
         col = layout.column()
         col.prop(settings, "output_mode")

@@ -54,6 +54,10 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     )
     seed: IntProperty(name="Seed", description="Seed of the performance layer: the same seed, the same blinks",
                       default=0, min=0)
+    head_motion: BoolProperty(
+        name="Head Motion", description="Also nod and tilt the head with the performance layer (the object's "
+        "delta rotation, about its origin; off for a head that a body rig moves)", default=True,
+    )
     transcript: StringProperty(
         name="Transcript", description="The words that are said (the dialogue line): the lips close at every "
         "/p b m/ and Wav2Sem gets the sentence's meaning from the text; empty: from the audio alone",
