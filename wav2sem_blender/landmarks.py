@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wav2sem_contract.articulation import LANDMARKS
+from wav2sem_contract.articulation import LANDMARKS, RigError, mouth_frame
 
 GROUP_NAMES = LANDMARKS + ("jaw_pivot",)
 AXES = np.eye(3)
@@ -454,6 +454,14 @@ def find_mouth_landmarks(vertices: np.ndarray, faces, sizes=None, seed: int = 0)
     if pivot is not None:
         indices["jaw_pivot"] = pivot
     positions = {n: verts[i].mean(axis=0) for n, i in indices.items()}
+    # the rig must read the same mouth from these points as the search saw (a nose base taken for
+    # lips on a head whose mouth was smoothed away gives lips upside down, or a chin above them)
+    try:
+        frame = mouth_frame(verts, positions)
+    except RigError as exc:
+        raise LandmarkError(f"The shapes found do not make a mouth ({exc}).") from None
+    if frame.up @ up < 0.7 or frame.forward @ forward < 0.7:
+        raise LandmarkError("The shapes found do not make a mouth (its lips, corners and chin disagree on up).")
     confidence = float(np.clip(min(abs(nose_margin) / 0.3, strength), 0.0, 1.0))
     diagnostics = {"nose": float(abs(nose_margin)), "valley": strength}
     return Landmarks(indices, positions, method, width_units, left_dir, up, forward,
