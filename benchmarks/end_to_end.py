@@ -46,6 +46,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -253,6 +254,10 @@ def main() -> None:
     print(f"warm: median of {args.repeats}; cold infer and import torch: median of {args.cold_repeats}, alternating; "
           f"cold batch.py: one run at {args.batch_seconds:g} s; busy = {cores} spinning processes, one per core",
           flush=True)
+    # Blender's module leaves Ctrl-C and kill without the ``finally`` below: the spinners and the
+    # server would outlive this process. Both now end it through SystemExit, which runs them.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(130))
     marks = Marks()
     results: dict[tuple[str, float, str], dict[str, float]] = {}
     started = time.monotonic()
