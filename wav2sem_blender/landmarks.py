@@ -29,6 +29,7 @@ import numpy as np
 from wav2sem_contract.articulation import LANDMARKS, RigError, mouth_frame
 
 GROUP_NAMES = LANDMARKS + ("jaw_pivot",)
+LOW_CONFIDENCE = 0.5  # below: the summary asks the user to look at what was found
 AXES = np.eye(3)
 
 
@@ -56,7 +57,8 @@ class Landmarks:
         width = self.width * unit
         size = f"{width * 100:.1f} cm" if unit_name == "m" else f"{self.width:.3g}{unit_name}"
         kind = "mouth opening" if self.method == "opening" else "lip crease"
-        return (f"{kind}, mouth {size} wide, confidence {self.confidence:.2f}; corners at vertices "
+        sure = f"confidence {self.confidence:.2f}" + (" (low: check them)" if self.confidence < LOW_CONFIDENCE else "")
+        return (f"{kind}, mouth {size} wide, {sure}; corners at vertices "
                 f"{self.indices['mouth_corner_L'][0]}/{self.indices['mouth_corner_R'][0]}, lips "
                 f"{self.indices['lip_upper'][0]}/{self.indices['lip_lower'][0]}, chin {self.indices['chin'][0]}")
 
@@ -518,27 +520,33 @@ def _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width,
     a = np.cross(lateral, AXES[np.argmin(np.abs(lateral))])
     a /= np.linalg.norm(a)
     b = np.cross(lateral, a)
-    # the object's axes (projected into the plane) first: heads are usually modelled facing one
-    angles = list(np.radians(np.arange(0, 360, 15)))
+    # Views every 15 degrees, and along the object's axes (projected into the plane): heads are
+    # usually modelled facing one, so a mouth seen along an axis counts half as much again (a nose
+    # base seen from below can otherwise outrank a faint mouth seen from the front).
+    on_axis = []
     for axis in AXES:
         for s in (1, -1):
             v = s * axis - (s * axis @ lateral) * lateral
             if np.linalg.norm(v) > 0.5:
-                angles.append(float(np.arctan2(v @ b, v @ a)))
+                on_axis.append(float(np.arctan2(v @ b, v @ a)))
+    angles = [(angle, 1.5) for angle in on_axis]
+    for angle in np.radians(np.arange(0, 360, 15)):
+        if all(abs((angle - other + np.pi) % (2 * np.pi) - np.pi) > np.radians(3) for other in on_axis):
+            angles.append((float(angle), 1.0))
     pixel = head_width / 90
     n = int(np.clip(6 * areas.sum() / scale**2 / pixel**2, 20000, 400000))
     normals = _outward_normals(verts, tris, centre)
     p, on = _sample(verts, tris, areas, n, rng, with_faces=True)
     p, pn = (p - centre) / scale, normals[on]
     maps = []
-    for angle in angles:
+    for angle, weight in angles:
         fwd = np.cos(angle) * a + np.sin(angle) * b
         vert = np.cross(fwd, lateral)
         facing = pn @ fwd > 0  # seen from the front: the inside of the head (through a hole) is not
         local = np.stack([p @ lateral - offset, p @ vert, p @ fwd], axis=1)
         lo = np.array([local[:, 1].min(), -head_width / 2])
         hi = np.array([local[:, 1].max(), head_width / 2])
-        maps.append((angle, _depth_map(local[facing], pixel, lo, hi)))
+        maps.append((angle, weight, _depth_map(local[facing], pixel, lo, hi)))
     # a slit or crease first; then a wider gap (parted lips on a closed mesh: a recess)
     for spread in (1.0, 2.5):
         found = _crease_at(verts, tris, areas, centre, scale, lateral, offset, head_width, rng, a, b, p, pn,
@@ -551,10 +559,10 @@ def _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width,
 def _crease_at(verts, tris, areas, centre, scale, lateral, offset, head_width, rng, a, b, p, pn, normals, pixel,
                maps, spread):
     best = None
-    for angle, dm in maps:
+    for angle, weight, dm in maps:
         valley = _valleys(dm.depth, int(round(3 * spread))) / head_width
         trace = _trace_mouth(valley, dm.centre_col(), 0.004, int(0.25 * head_width / pixel),
-                             rank=lambda r, left, right, dm=dm: _nose_factor(dm, r, left, right))
+                             rank=lambda r, left, right, dm=dm, w=weight: w * _nose_factor(dm, r, left, right))
         if trace is not None and (best is None or trace.score > best[0].score + 1e-9):
             best = (trace, angle)
     if best is None:
