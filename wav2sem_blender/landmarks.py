@@ -22,6 +22,7 @@ says what was found; ``LandmarkError`` is one sentence saying what to do instead
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,7 @@ class Landmarks:
 
 
 # -- mesh basics -------------------------------------------------------------------------------------
-def triangulate(faces, sizes=None) -> np.ndarray:
+def triangulate(faces: np.ndarray | Sequence[Sequence[int]], sizes: np.ndarray | None = None) -> np.ndarray:
     """(F, 3) triangles from triangles, from a list of polygons, or from flat corners with ``sizes``."""
     if sizes is None:
         arr = np.asarray(faces, dtype=object) if not isinstance(faces, np.ndarray) else faces
@@ -374,7 +375,10 @@ def _nearest(points: np.ndarray, targets: np.ndarray, among: np.ndarray | None =
     return np.array([idx[int(np.argmin(((cand - t) ** 2).sum(1)))] for t in np.atleast_2d(targets)])
 
 
-def find_mouth_landmarks(vertices: np.ndarray, faces, sizes=None, seed: int = 0) -> Landmarks:
+def find_mouth_landmarks(
+    vertices: np.ndarray, faces: np.ndarray | Sequence[Sequence[int]], sizes: np.ndarray | None = None,
+    seed: int = 0,
+) -> Landmarks:
     """Landmarks of the head in ``vertices`` (V, 3) with ``faces`` (triangles, polygons, or flat corners
     with ``sizes``). Raises ``LandmarkError`` when no mouth can be found."""
     verts = np.asarray(vertices, dtype=np.float64)
