@@ -151,9 +151,9 @@ def _raised_cosine(distance: np.ndarray, ramp: float) -> np.ndarray:
 
 
 def closure_envelope(phones: list[Phone], n_frames: int, fps: float, ramp_s: float = RAMP_S) -> tuple[np.ndarray, int]:
-    """(envelope (n_frames,) in [0, 1], number of closures): 1 over each bilabial, raised-cosine ramps
-    beside it, sampled at the frame times k / fps. A bilabial too short to contain a frame is widened
-    to the frame nearest its middle, so every closure is seen."""
+    """(envelope (n_frames,) in [0, 1], number of closures): 1 over the inner frames of each bilabial
+    (at least the one nearest its middle, so every closure is seen), raised-cosine ramps beside them,
+    sampled at the frame times k / fps."""
     times = np.arange(n_frames, dtype=np.float64) / fps
     env = np.zeros(n_frames, dtype=np.float64)
     count = 0
@@ -162,12 +162,14 @@ def closure_envelope(phones: list[Phone], n_frames: int, fps: float, ramp_s: flo
     for i, (phone, start, end) in enumerate(ordered):
         if phone not in BILABIALS or n_frames == 0:
             continue
-        a, b = float(start), float(end)
-        if math.ceil(b * fps - 1e-9) <= math.ceil(a * fps - 1e-9):  # no frame k with a <= k / fps < b
-            nearest = min(n_frames - 1, max(0, int(round(0.5 * (a + b) * fps)))) / fps
-            a, b = min(a, nearest), max(b, nearest)
-        else:
-            b = min(b, (math.ceil(b * fps - 1e-9) - 1) / fps)  # the last frame inside: [a, b] holds its frames
+        # The plateau: the frames at least half a frame inside the phone, else the one nearest its middle.
+        # Aligned boundaries are off by up to a frame (90th percentile 31-34 ms against the engines' own
+        # timings), so a plateau on the phone's edge frames would close the lips inside the next vowel.
+        k0 = max(0, math.ceil((start + 0.5 / fps) * fps - 1e-9))
+        k1 = min(n_frames - 1, math.floor((end - 0.5 / fps) * fps + 1e-9))
+        if k1 < k0:
+            k0 = k1 = min(n_frames - 1, max(0, int(round(0.5 * (start + end) * fps))))
+        a, b = k0 / fps, k1 / fps
         before = ordered[i - 1] if i > 0 else None
         after = ordered[i + 1] if i + 1 < len(ordered) else None
         # a ramp reaches no further than the middle of its neighbouring phone (a vowel between two

@@ -77,8 +77,9 @@ def test_infer_text_closes_the_lips_at_every_aligned_bilabial(runs, speech):
     for s, e in bilabials:
         frames = np.arange(int(np.ceil(s * 30 - 1e-9)), int(np.ceil(e * 30 - 1e-9)))
         frames = frames if frames.size else np.array([int(round(0.5 * (s + e) * 30))])
-        assert (weights[frames, CLOSE] >= 0.999).all(), (s, e, weights[frames, CLOSE])
-        assert (weights[frames, JAW] <= 0.0701).all()
+        assert (weights[frames, CLOSE] > 0.5).all(), (s, e, weights[frames, CLOSE])  # closed throughout
+        shut = frames[weights[frames, CLOSE] >= 0.999]
+        assert shut.size and (weights[shut, JAW] <= 0.0701).all()  # and fully shut at its inner frames
     # no pops: what the closures add ramps in over 2+ frames, and is 0 away from the bilabials
     added = runs["closed"]["weights"] - runs["plain"]["weights"]
     assert np.abs(np.diff(added, axis=0)).max() < 0.75
@@ -92,7 +93,8 @@ def test_closures_blend_in_with_raised_cosine_ramps():
               ("AA", 0.7, 0.9), ("SIL", 0.9, 1.5)]
     env, count = closure_envelope(phones, 45, fps)
     assert count == 2 and env.min() >= 0.0 and env.max() <= 1.0
-    assert env[15] == 1.0 and env[16] == 1.0  # M: frames 15, 16 (0.5 <= k/30 < 0.58)
+    # M: frames 15, 16 (0.5 <= k/30 < 0.58); 16 is the inner one (half a frame from both edges), 15 ramps
+    assert env[16] == 1.0 and 0.5 <= env[15] < 1.0
     assert env[21] == 1.0  # P (20 ms) holds no frame of its own: the one nearest its middle is closed
     assert np.abs(np.diff(env)).max() < 0.75  # ramps, never a step from open to closed
     assert env[9] == 0.0 and env[30] == 0.0  # nothing far from a closure
@@ -101,7 +103,8 @@ def test_closures_blend_in_with_raised_cosine_ramps():
     weights[:, JAW] = 0.6
     out, n = enforce_closures(weights, CONTROLS, phones, fps)
     assert n == 2 and out.min() >= 0.0 and out.max() <= 1.0
-    assert (out[[15, 16, 21], CLOSE] == 1.0).all() and np.allclose(out[[15, 16, 21], JAW], 0.07)
+    assert (out[[16, 21], CLOSE] == 1.0).all() and np.allclose(out[[16, 21], JAW], 0.07)
+    assert out[15, CLOSE] > 0.5 and out[15, JAW] < 0.6
     assert np.abs(np.diff(out[:, CLOSE])).max() < 0.75
     untouched = [j for j, name in enumerate(CONTROLS) if name in ("mouthPucker", "mouthSmile_L", "mouthStretch_R")]
     assert np.array_equal(out[:, untouched], weights[:, untouched])  # the lips keep their rounding/spreading
