@@ -149,8 +149,8 @@ def transformed(verts, faces, sizes, ref, mm, rot, factor, shift=0.0):
     return move(verts), faces, sizes, {n: move(p) for n, p in ref.items()}, mm / factor
 
 
-HEADS = ["flame", "flame:blender-axes", "flame:turned", "flame:x0.01", "flame:x100", "flame:decimated", "ict", "ict:turned", "ict:x0.01", "ict:decimated", "procedural", "procedural:turned",
-         "procedural:x100", "procedural2", "ict:remeshed"]
+HEADS = ["flame", "flame:blender-axes", "flame:turned", "flame:x0.01", "flame:x100", "flame:decimated", "ict", "ict:blender-axes", "ict:turned", "ict:x0.01", "ict:decimated", "procedural",
+         "procedural:turned", "procedural:x100", "procedural2", "procedural2:decimated", "ict:remeshed"]
 
 
 def errors(name: str):
