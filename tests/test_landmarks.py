@@ -293,6 +293,10 @@ def test_find_mouth_landmarks_writes_the_groups_keeps_the_users_and_undoes():
     assert len(ob.vertex_groups) == 6
     # the rig reads them: the user's chin and the found lips (nothing else to assign)
     assert bpy.ops.wav2sem.add_rig(object="Head") == {"FINISHED"}
+    # on a copy without any groups the rig finds them itself
+    bare = plain_object("Bare", verts, faces)
+    assert bpy.ops.wav2sem.add_rig(object="Bare") == {"FINISHED"}
+    assert "jawOpen" in bare.data.shape_keys.key_blocks and not bare.vertex_groups
     # asked to replace, the user's group goes too
     assert bpy.ops.wav2sem.find_landmarks(object="Head", replace=True) == {"FINISHED"}
     assert group_members(ob)["W2S chin"] == groups["W2S chin"]

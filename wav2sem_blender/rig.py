@@ -197,7 +197,8 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
         finally:
             if was_edit:
                 bpy.ops.object.mode_set(mode="EDIT")
-        self.report({"INFO"}, f"Articulation rig on '{ob.name}': {len(names)} shape keys")
+        found = "".join(f"; {note}" for note in take_found_note(ob))
+        self.report({"INFO"}, f"Articulation rig on '{ob.name}': {len(names)} shape keys{found}")
         return {"FINISHED"}
 
 
