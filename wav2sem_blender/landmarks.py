@@ -22,7 +22,8 @@ says what was found; ``LandmarkError`` is one sentence saying what to do instead
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -414,67 +415,79 @@ def find_mouth_landmarks(
         vert = np.cross(fwd, lateral)
         return np.stack([p @ lateral - offset, p @ vert, p @ fwd], axis=-1)
 
-    found = _from_opening(verts, tris, centre, scale, lateral, offset, head_width)
-    method = "opening"
-    if found is None:
-        found = _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width, rng)
-        method = "crease"
-    if found is None:
-        raise LandmarkError("No mouth was found: neither an opening between the lips nor a lip crease.")
-    corners, lips_a, lips_b, forward, strength = found
-    # up: the nose side of the mouth protrudes far more than the chin side
-    profile = _sample(verts, tris, areas, 60000, rng)
-    local = to_local(profile, forward)
-    mouth_c = to_local(np.array([(verts[lips_a] + verts[lips_b]) / 2]), forward)[0]
-    corner_l = to_local(verts[corners], forward)
-    width = float(abs(corner_l[0, 0] - corner_l[1, 0]))
-    band = np.abs(local[:, 0]) < 0.12 * width
-    rel = local[band] - mouth_c
-    above = rel[(rel[:, 1] > 0.3 * width) & (rel[:, 1] < 1.2 * width), 2]
-    below = rel[(rel[:, 1] < -0.3 * width) & (rel[:, 1] > -1.2 * width), 2]
-    if not len(above) or not len(below):
-        raise LandmarkError("A mouth-like shape was found but no face around it: no nose above or chin below.")
-    nose_margin = (above.max() - below.max()) / width
-    vertical = np.cross(forward, lateral)
-    up = vertical if nose_margin > 0 else -vertical
-    sign = 1.0 if nose_margin > 0 else -1.0
-    # the chin: the lowest forward point below the mouth, i.e. the midline point furthest along
-    # forward-and-down (the gnathion: where the chin's front turns under)
-    rel_v = to_local(verts[head], forward) - mouth_c
-    rel_v[:, 1] *= sign
-    chin = None
-    for reach in (0.06, 0.15, 0.3):
-        zone = (np.abs(rel_v[:, 0] + mouth_c[0]) < reach * width) & (rel_v[:, 1] < -0.35 * width) & \
-            (rel_v[:, 1] > -1.6 * width)
-        if zone.sum() >= 3:
-            chin = int(head[zone][np.argmax(rel_v[zone, 2] - rel_v[zone, 1])])
-            break
-    if chin is None:
-        raise LandmarkError("A mouth was found but no chin below it.")
-    # character's left: lateral = up x forward
-    left_dir = np.cross(up, forward)
-    if (verts[corners[0]] - verts[corners[1]]) @ left_dir < 0:
-        corners = corners[::-1]
-    upper, lower = (lips_a, lips_b) if (verts[lips_a] - verts[lips_b]) @ up >= 0 else (lips_b, lips_a)
-    width_units = float(np.linalg.norm(verts[corners[0]] - verts[corners[1]]))
-    indices = {"mouth_corner_L": [int(corners[0])], "mouth_corner_R": [int(corners[1])],
-               "lip_upper": [int(upper)], "lip_lower": [int(lower)], "chin": [chin]}
-    pivot = _jaw_pivot(verts, head, indices, left_dir, up, forward, width_units)
-    if pivot is not None:
-        indices["jaw_pivot"] = pivot
-    positions = {n: verts[i].mean(axis=0) for n, i in indices.items()}
-    # the rig must read the same mouth from these points as the search saw (a nose base taken for
-    # lips on a head whose mouth was smoothed away gives lips upside down, or a chin above them)
-    try:
-        frame = mouth_frame(verts, positions)
-    except RigError as exc:
-        raise LandmarkError(f"The shapes found do not make a mouth ({exc}).") from None
-    if frame.up @ up < 0.7 or frame.forward @ forward < 0.7:
-        raise LandmarkError("The shapes found do not make a mouth (its lips, corners and chin disagree on up).")
-    confidence = float(np.clip(min(abs(nose_margin) / 0.3, strength), 0.0, 1.0))
-    diagnostics = {"nose": float(abs(nose_margin)), "valley": strength}
-    return Landmarks(indices, positions, method, width_units, left_dir, up, forward,
-                     mirror_error * scale / max(width_units, 1e-12), confidence, diagnostics)
+    def _finish(method: str, found) -> Landmarks:
+        corners, lips_a, lips_b, forward, strength = found
+        # up: the nose side of the mouth protrudes far more than the chin side
+        profile = _sample(verts, tris, areas, 60000, rng)
+        local = to_local(profile, forward)
+        mouth_c = to_local(np.array([(verts[lips_a] + verts[lips_b]) / 2]), forward)[0]
+        corner_l = to_local(verts[corners], forward)
+        width = float(abs(corner_l[0, 0] - corner_l[1, 0]))
+        band = np.abs(local[:, 0]) < 0.12 * width
+        rel = local[band] - mouth_c
+        above = rel[(rel[:, 1] > 0.3 * width) & (rel[:, 1] < 1.2 * width), 2]
+        below = rel[(rel[:, 1] < -0.3 * width) & (rel[:, 1] > -1.2 * width), 2]
+        if not len(above) or not len(below):
+            raise LandmarkError("A mouth-like shape was found but no face around it: no nose above or chin below.")
+        nose_margin = (above.max() - below.max()) / width
+        vertical = np.cross(forward, lateral)
+        up = vertical if nose_margin > 0 else -vertical
+        sign = 1.0 if nose_margin > 0 else -1.0
+        # the chin: the lowest forward point below the mouth, i.e. the midline point furthest along
+        # forward-and-down (the gnathion: where the chin's front turns under)
+        rel_v = to_local(verts[head], forward) - mouth_c
+        rel_v[:, 1] *= sign
+        # below the lower lip (an open mouth's centre is far above it)
+        lip_low = min(sign * (to_local(verts[[lips_a, lips_b]], forward)[:, 1] - mouth_c[1]))
+        top = min(-0.35 * width, lip_low - 0.35 * width)
+        chin = None
+        for reach in (0.06, 0.15, 0.3):
+            zone = (np.abs(rel_v[:, 0] + mouth_c[0]) < reach * width) & (rel_v[:, 1] < top) & \
+                (rel_v[:, 1] > top - 1.25 * width)
+            if zone.sum() >= 3:
+                chin = int(head[zone][np.argmax(rel_v[zone, 2] - rel_v[zone, 1])])
+                break
+        if chin is None:
+            raise LandmarkError("A mouth was found but no chin below it.")
+        # character's left: lateral = up x forward
+        left_dir = np.cross(up, forward)
+        if (verts[corners[0]] - verts[corners[1]]) @ left_dir < 0:
+            corners = corners[::-1]
+        upper, lower = (lips_a, lips_b) if (verts[lips_a] - verts[lips_b]) @ up >= 0 else (lips_b, lips_a)
+        width_units = float(np.linalg.norm(verts[corners[0]] - verts[corners[1]]))
+        indices = {"mouth_corner_L": [int(corners[0])], "mouth_corner_R": [int(corners[1])],
+                   "lip_upper": [int(upper)], "lip_lower": [int(lower)], "chin": [chin]}
+        pivot = _jaw_pivot(verts, head, indices, left_dir, up, forward, width_units)
+        if pivot is not None:
+            indices["jaw_pivot"] = pivot
+        positions = {n: verts[i].mean(axis=0) for n, i in indices.items()}
+        # the rig must read the same mouth from these points as the search saw (a nose base taken for
+        # lips on a head whose mouth was smoothed away gives lips upside down, or a chin above them)
+        try:
+            frame = mouth_frame(verts, positions)
+        except RigError as exc:
+            raise LandmarkError(f"The shapes found do not make a mouth ({exc}).") from None
+        if frame.up @ up < 0.7 or frame.forward @ forward < 0.7:
+            raise LandmarkError("The shapes found do not make a mouth (its lips, corners and chin disagree on up).")
+        confidence = float(np.clip(min(abs(nose_margin) / 0.3, strength), 0.0, 1.0))
+        diagnostics = {"nose": float(abs(nose_margin)), "valley": strength}
+        return Landmarks(indices, positions, method, width_units, left_dir, up, forward,
+                         mirror_error * scale / max(width_units, 1e-12), confidence, diagnostics)
+
+    # Each candidate in turn (an opening, then creases from narrow to wide): the first that makes a
+    # consistent face wins; a candidate refused for what was around it lets the next one try.
+    candidates = itertools.chain(
+        [("opening", _from_opening(verts, tris, centre, scale, lateral, offset, head_width))],
+        (("crease", c) for c in _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width, rng)))
+    refusal = None
+    for method, found in candidates:
+        if found is None:
+            continue
+        try:
+            return _finish(method, found)
+        except LandmarkError as exc:
+            refusal = refusal or exc
+    raise refusal or LandmarkError("No mouth was found: neither an opening between the lips nor a lip crease.")
 
 
 def _from_opening(verts, tris, centre, scale, lateral, offset, head_width):
@@ -521,7 +534,7 @@ def _from_opening(verts, tris, centre, scale, lateral, offset, head_width):
     return corners, lip_a, lip_b, ahead / np.linalg.norm(ahead), 1.0
 
 
-def _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width, rng):
+def _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width, rng) -> Iterator[tuple]:
     """Closed lips: the direction in the symmetry plane from which the face shows the clearest short
     horizontal valley across the midline is the front; the valley's ends are the corners."""
     a = np.cross(lateral, AXES[np.argmin(np.abs(lateral))])
@@ -554,13 +567,12 @@ def _from_crease(verts, tris, areas, centre, scale, lateral, offset, head_width,
         lo = np.array([local[:, 1].min(), -head_width / 2])
         hi = np.array([local[:, 1].max(), head_width / 2])
         maps.append((angle, weight, _depth_map(local[facing], pixel, lo, hi)))
-    # a slit or crease first; then a wider gap (parted lips on a closed mesh: a recess)
-    for spread in (1.0, 2.5):
+    # a slit or crease first; then wider gaps (parted lips on a closed mesh: a recess, an open mouth)
+    for spread in (1.0, 2.5, 6.0):
         found = _crease_at(verts, tris, areas, centre, scale, lateral, offset, head_width, rng, a, b, p, pn,
                            normals, pixel, maps, spread)
         if found is not None:
-            return found
-    return None
+            yield found
 
 
 def _crease_at(verts, tris, areas, centre, scale, lateral, offset, head_width, rng, a, b, p, pn, normals, pixel,
@@ -626,7 +638,10 @@ def _crease_at(verts, tris, areas, centre, scale, lateral, offset, head_width, r
         r = r0
         reach = max(3, int(0.12 * spread * (fine.right - fine.left)))  # about a lip's height
         top = max(column[r0 + step * k] for k in range(0, reach) if 0 <= r0 + step * k < len(column))
-        while 0 <= r + step < len(column) and column[r] < bottom + 0.5 * (top - bottom):
+        # mid-slope of a crease, but no deeper than a tenth of the mouth behind the lip's front
+        # (an open mouth shows its inside far behind; the lip is its rim, not half way down)
+        level = max(bottom + 0.5 * (top - bottom), top - 0.1 * (fine.right - fine.left) * fine_px)
+        while 0 <= r + step < len(column) and column[r] < level:
             r += step
         return r
 
