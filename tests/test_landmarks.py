@@ -337,7 +337,8 @@ class _Finished:
 
 
 @pytest.mark.parametrize("head, mode", [("procedural", "AUTO"), ("procedural2", "PER_FRAME"), ("ict", "AUTO"),
-                                        ("ict:remeshed", "COMPACT"), ("flame:decimated", "COMPACT")])
+                                        ("ict:remeshed", "COMPACT"), ("ict-jaw-open", "AUTO"),
+                                        ("flame:decimated", "COMPACT")])
 def test_generate_in_one_click_on_a_head_without_landmark_groups(head, mode, tmp_path, monkeypatch):
     from mathutils import Matrix
 
