@@ -170,3 +170,17 @@ def test_cli_text_file_and_its_line(speech, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "server", "infer", "--audio", speech, "--out", str(out),
                            "--text", "x", "--text-file", "y"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_the_evaluations_metrics_score_the_training_targets_as_perfect():
+    from training.data.visemes import controls_from_phones
+    from training.eval.transcript import closure_hits, false_closures
+
+    phones = [("SIL", 0.0, 0.2), ("P", 0.2, 0.28), ("AA", 0.28, 0.45), ("M", 0.45, 0.52), ("AH", 0.52, 0.56),
+              ("B", 0.56, 0.62), ("IY", 0.62, 0.8), ("SIL", 0.8, 1.2)]
+    close = controls_from_phones(phones, 36)[:, CLOSE]
+    assert closure_hits(close, phones, 30.0) == [True, True, True]
+    assert false_closures(close, phones, 30.0) == [False, False]  # AH (40 ms) is too short to be scored
+    shut = close.copy()
+    shut[8:14] = 1.0  # the lips never open for AA
+    assert false_closures(shut, phones, 30.0) == [True, False]

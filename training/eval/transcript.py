@@ -70,8 +70,9 @@ def false_closures(close: np.ndarray, phones: Iterable[Sequence], fps: float, th
     return out
 
 
-def animate_four_ways(bundle, audio: np.ndarray, text: str) -> tuple[dict[str, np.ndarray], object]:
-    """The four variants' control weights (T, K) for one clip, and the transcript alignment used."""
+def animate_four_ways(bundle, audio: np.ndarray, text: str) -> tuple[dict[str, np.ndarray], object, float]:
+    """The four variants' control weights (T, K) for one clip, the transcript alignment used, and the
+    cosine between the audio-predicted semantic vector and the teacher's embedding of the text."""
     from server.audio import normalize
     from server.models.bundle import LoadedBundle
     from server.transcript import align_transcript, enforce_closures, teacher_vector
@@ -84,33 +85,45 @@ def animate_four_ways(bundle, audio: np.ndarray, text: str) -> tuple[dict[str, n
     x = torch.from_numpy(normalize(audio) if normalised else audio)
     style = model.style_weights()
     found = align_transcript(audio, text)
+    teacher = teacher_vector(text)
+    heard = []  # the vector the semantic encoder predicts from the audio (what (b) replaces)
+    hook = model.semantic.project.register_forward_hook(lambda mod, args, out: heard.append(args[0][0].clone()))
+    try:
+        with torch.inference_mode():
+            plain = model.generate(x, style, semantic=True).float().clamp(0, 1).numpy()
+    finally:
+        hook.remove()
+    cosine = float(torch.nn.functional.cosine_similarity(heard[0], teacher, dim=0))
     with torch.inference_mode():
-        plain = model.generate(x, style, semantic=True).float().clamp(0, 1).numpy()
-        given = model.generate(x, style, semantic=True, semantic_vector=teacher_vector(text)).float().clamp(0, 1).numpy()
+        given = model.generate(x, style, semantic=True, semantic_vector=teacher).float().clamp(0, 1).numpy()
     if not found.ok:  # what infer does: the transcript is not used at all
-        return dict.fromkeys(VARIANTS, plain), found
+        return dict.fromkeys(VARIANTS, plain), found, cosine
     names = list(model.spec.control_names)
     return {
         "audio only": plain,
         "(a) closures": enforce_closures(plain, names, found.phones, model.spec.fps)[0],
         "(b) text vector": given,
         "(a)+(b)": enforce_closures(given, names, found.phones, model.spec.fps)[0],
-    }, found
+    }, found, cosine
 
 
 def evaluate_clips(bundle, clips: list[tuple[str, np.ndarray, str, list]]) -> dict:
     """``clips``: (name, 16 kHz audio, transcript, reference phones). Pooled rates per variant."""
     hits: dict[str, list[bool]] = {v: [] for v in VARIANTS}
     false: dict[str, list[bool]] = {v: [] for v in VARIANTS}
-    fallbacks = []
+    moved: dict[str, list[float]] = {v: [] for v in VARIANTS}  # mean |change| of the controls vs audio only
+    fallbacks, cosines = [], []
     for name, audio, text, phones in clips:
-        out, found = animate_four_ways(bundle, audio, text)
+        out, found, cosine = animate_four_ways(bundle, audio, text)
+        cosines.append(cosine)
         if not found.ok:
             fallbacks.append(f"{name}: {found.notice}")
         for variant, weights in out.items():
             hits[variant] += closure_hits(weights[:, CLOSE], phones, MOTION_FPS)
             false[variant] += false_closures(weights[:, CLOSE], phones, MOTION_FPS)
-    return {"clips": len(clips), "hits": hits, "false": false, "fallbacks": fallbacks}
+            moved[variant].append(float(np.abs(weights - out["audio only"]).mean()))
+    return {"clips": len(clips), "hits": hits, "false": false, "moved": moved, "cosines": cosines,
+            "fallbacks": fallbacks}
 
 
 def pooled(results: list[dict]) -> dict:
@@ -118,6 +131,8 @@ def pooled(results: list[dict]) -> dict:
     return {"clips": sum(r["clips"] for r in results),
             "hits": {v: [h for r in results for h in r["hits"][v]] for v in VARIANTS},
             "false": {v: [f for r in results for f in r["false"][v]] for v in VARIANTS},
+            "moved": {v: [m for r in results for m in r["moved"][v]] for v in VARIANTS},
+            "cosines": [c for r in results for c in r["cosines"]],
             "fallbacks": [f for r in results for f in r["fallbacks"]]}
 
 
@@ -157,16 +172,19 @@ def real_clip(wav: str, text: str) -> tuple:
 
 
 def table(rows: dict[str, dict]) -> str:
-    lines = ["| speech | clips | /p b m/ | vowels | " + " | ".join(VARIANTS) + " |",
-             "|---|---|---|---|" + "---|" * len(VARIANTS)]
+    lines = ["| speech | clips | /p b m/ | vowels | " + " | ".join(VARIANTS) + " | controls moved by (a) / (b) "
+             "| cosine audio vector : text vector |",
+             "|---|---|---|---|" + "---|" * len(VARIANTS) + "---|---|"]
     for label, r in rows.items():
         cells = [f"{c:.3f} / {f:.3f}" for c, f in rates(r).values()]
         n_b, n_v = len(r["hits"][VARIANTS[0]]), len(r["false"][VARIANTS[0]])
-        lines.append(f"| {label} | {r['clips']} | {n_b} | {n_v} | " + " | ".join(cells) + " |")
+        moved = " / ".join(f"{np.mean(r['moved'][v]):.4f}" for v in ("(a) closures", "(b) text vector"))
+        lines.append(f"| {label} | {r['clips']} | {n_b} | {n_v} | " + " | ".join(cells)
+                     + f" | {moved} | {np.mean(r['cosines']):.2f} |")
     lines.append("")
-    lines.append("Cells: /p b m/ closure rate / false closure rate on vowels.")
-    for r in rows.values():
-        lines += [f"fallback: {f}" for f in r["fallbacks"]]
+    lines.append("Cells: /p b m/ closure rate / false closure rate on vowels; controls moved: mean |change| of the "
+                 "16 controls against audio only (each in [0, 1]).")
+    lines += [f"fallback: {f}" for f in dict.fromkeys(f for r in rows.values() for f in r["fallbacks"])]
     return "\n".join(lines)
 
 
