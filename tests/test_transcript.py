@@ -184,3 +184,18 @@ def test_the_evaluations_metrics_score_the_training_targets_as_perfect():
     shut = close.copy()
     shut[8:14] = 1.0  # the lips never open for AA
     assert false_closures(shut, phones, 30.0) == [True, False]
+
+
+def test_a_vertex_model_keeps_its_motion_and_says_why(speech, tmp_path):
+    from server.models.bundle import load_bundle
+    from server.pipeline import run
+    from tests.bundles import make_tiny_bundle
+
+    tiny = load_bundle(make_tiny_bundle(tmp_path / "ff", semantic=True))
+    plain = run(tiny, InferRequest(audio=speech))
+    told = run(tiny, InferRequest(audio=speech, text=TEXT, fps=24))
+    info = told.provenance["transcript"]
+    assert info["used"] and info["closures"] == 0 and "control models only" in info["closures_note"]
+    assert info["semantic_from_text"] is False and "not trained on the text teacher" in info["semantic_note"]
+    assert np.allclose(told["offsets"], run(tiny, InferRequest(audio=speech, fps=24))["offsets"])
+    assert plain["offsets"].shape[1:] == told["offsets"].shape[1:]
