@@ -35,8 +35,9 @@ Columns, per model x length x load:
   after are printed); ``busy`` runs one spinning process per core for the whole row (warm,
   cold and baseline alike). busy / idle is the ratio of the medians.
 
-Takes about 15 minutes on 2 cores with the defaults (most of it full-size FaceFormer on 60 s of
-audio); ``--quick`` (5 s only, one repeat, cold batch at 5 s) takes about 2 minutes and is a
+Takes about 20 minutes on 2 cores with the defaults (21 min with other jobs keeping the load
+average near 4; most of it is full-size FaceFormer on 60 s of audio, and writing its 765 MB
+bundle); ``--quick`` (5 s only, one repeat, cold batch at 5 s) takes about 3-4 minutes and is a
 smoke run, not a measurement.
 """
 
