@@ -34,6 +34,12 @@ if [ -n "$extra" ]; then
   [ "$version" = "3.11" ] ||
     fail "Blender as a module (bpy 5.0.1, for $mode) needs Python 3.11, and .venv has Python $version. Install Python 3.11, remove .venv and run PYTHON=python3.11 ./scripts/setup.sh $mode"
 fi
+# A .venv whose creation was interrupted (Ctrl-C, a full disk) has a python but no pip: put pip back
+# instead of failing on every later run.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  say "restoring pip in .venv (its creation was interrupted) ..."
+  .venv/bin/python -m ensurepip --upgrade
+fi
 # setuptools too: a new 3.11 venv has 65.5, which cannot build a wheel without build isolation
 # (scripts/build_extension.py builds the contract wheel that way) nor read pyproject's SPDX licence.
 say "upgrading pip and setuptools ..."

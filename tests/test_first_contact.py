@@ -88,12 +88,13 @@ def test_demo_scene_uses_no_call_deprecated_for_blender_6(tmp_path):
 
 
 # A stand-in for .venv/bin/python: reports the Python version it is told and fails every pip
-# install, as with no package index in reach; it logs its calls.
+# install, as with no package index in reach; it has no pip of its own; it logs its calls.
 FAKE_PYTHON = """#!/bin/sh
 echo "$*" >> "$(dirname "$0")/calls.log"
 case "$*" in
   *version_info*) echo "$FAKE_VERSION" ;;
-  *pip*) echo "ERROR: Could not find a version that satisfies the requirement (no index reached)" >&2; exit 1 ;;
+  *"pip --version"*) exit 1 ;;  # a .venv without pip (the repair test)
+  *"pip install"*) echo "ERROR: Could not find a version that satisfies the requirement (no index reached)" >&2; exit 1 ;;
 esac
 """
 
@@ -129,3 +130,11 @@ def test_setup_for_blender_refuses_a_python_other_than_3_11_before_installing(tm
     assert "needs Python 3.11, and .venv has Python 3.12" in proc.stderr
     assert "PYTHON=python3.11 ./scripts/setup.sh --demo" in proc.stderr
     assert "pip" not in calls
+
+
+def test_setup_repairs_a_venv_whose_creation_was_interrupted(tmp_path):
+    # an interrupted `python -m venv` leaves .venv/bin/python without pip; every later run failed
+    proc, calls = run_setup(tmp_path, "3.11", "--test")
+    lines = calls.splitlines()
+    assert "-m pip --version" in lines[1] and "-m ensurepip --upgrade" in lines[2], calls
+    assert "setup: restoring pip in .venv" in proc.stdout
