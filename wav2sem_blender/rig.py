@@ -169,6 +169,14 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
     return written
 
 
+def chosen_head(context: bpy.types.Context, name: str) -> bpy.types.Object | None:
+    """The object an operator works on: the one named, else the panel's target, else the active object."""
+    if name:
+        return bpy.data.objects.get(name)
+    settings = getattr(context.scene, "wav2sem", None)
+    return (settings.target if settings is not None else None) or context.active_object
+
+
 class WAV2SEM_OT_add_rig(bpy.types.Operator):
     """Add shape keys for the lip sync controls (jaw, lips, corners) from the mouth landmarks"""
 
@@ -180,9 +188,7 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
                            options={"SKIP_SAVE"})
 
     def execute(self, context):
-        settings = getattr(context.scene, "wav2sem", None)
-        fallback = (settings.target if settings is not None else None) or context.active_object
-        ob = bpy.data.objects.get(self.object) if self.object else fallback
+        ob = chosen_head(context, self.object)
         if ob is None:
             self.report({"ERROR"}, "No object to rig: select a head mesh or pass object=...")
             return {"CANCELLED"}
@@ -255,9 +261,7 @@ class WAV2SEM_OT_find_landmarks(bpy.types.Operator):
                           description="Also overwrite W2S groups you assigned yourself")
 
     def execute(self, context):
-        settings = getattr(context.scene, "wav2sem", None)
-        fallback = (settings.target if settings is not None else None) or context.active_object
-        ob = bpy.data.objects.get(self.object) if self.object else fallback
+        ob = chosen_head(context, self.object)
         if ob is None or ob.type != "MESH":
             self.report({"ERROR"}, "No head mesh to search: select one or pass object=...")
             return {"CANCELLED"}
