@@ -78,6 +78,7 @@ def _run_convert(args: argparse.Namespace, progress: Progress) -> Path:
 
 
 def _infer(args: argparse.Namespace) -> None:
+    from wav2sem_contract.artist import parse_gains
     from wav2sem_contract.request import InferRequest
 
     request = InferRequest(
@@ -92,6 +93,9 @@ def _infer(args: argparse.Namespace) -> None:
         precision=args.precision,
         performance=args.performance,
         seed=args.seed,
+        strength=args.strength,
+        smoothing=args.smoothing,
+        gains=parse_gains(args.gain or []),
         text=_transcript_text(args),
     ).validate()
     from .progress import ConsoleProgress
@@ -243,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intensity 0..1 of the performance layer beyond the mouth (blinks, brows, eyes, cheeks, "
                    "head nods), written as performance_weights + performance_names + head_rotation; 0: none")
     p.add_argument("--seed", type=int, default=0, help="seed of the performance layer's random draws")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="articulation strength 0..2: scales the mouth's motion from the neutral pose (1: as made)")
+    p.add_argument("--smoothing", type=float, default=0.0,
+                   help="zero-phase Gaussian smoothing of the motion over time, its width in seconds 0..0.25 "
+                   "(0: none); the model's lip closures are kept")
+    p.add_argument("--gain", action="append", metavar="NAME=VALUE",
+                   help="control models: scale one named control, e.g. --gain jawOpen=1.2 (repeatable)")
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="transcript-assisted mode: the words that are said; the lips close at every "
                       "aligned /p b m/ and Wav2Sem gets the sentence's own vector (a transcript that does not fit "

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wav2sem_contract.artist import check_gain_names
 from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.request import InferRequest
 from wav2sem_contract.result import InferResult
 
 from . import __version__
+from .artist import apply_artist
 from .audio import SAMPLE_RATE, load_for_model
 from .compact import DEFAULT_MAX_ERROR, svd_basis
 from .models.bundle import LoadedBundle, with_precision
@@ -67,6 +69,8 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
     started = time.perf_counter()
     request.validate()
     model = bundle.model
+    if model.spec.result == "weights":  # a gain for a control this model lacks: refused before any work
+        check_gain_names(request.gains, list(model.spec.control_names))
     progress("audio", 0.0)
     raw, input_values = load_for_model(request.audio, max_seconds=request.max_seconds,
                                        do_normalize=bundle.normalize_audio)
@@ -100,6 +104,9 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         key = "offsets" if kind == "offsets" else "weights"
         arrays[key] = resample_time(arrays[key], fps, request.fps)
         fps = request.fps
+    # Artist controls before the transcript's closures: a softer or smoother mouth still closes fully at
+    # every aligned /p b m/ (after them, strength 0.5 would halve the closures the transcript made certain).
+    artist = apply_artist(kind, arrays, fps, request.strength, request.smoothing, request.gains)
     if transcript is not None:
         transcript = _closures(transcript, kind, arrays, fps)
     layer = None
@@ -127,6 +134,7 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "precision_changes": bundle.precision_note or "none (the model as trained)",
         "audio": os.path.basename(request.audio),
         "transcript": transcript,
+        "artist": artist,
         "performance": None if layer is None else {"intensity": request.performance, "seed": request.seed,
                                                    **layer.info()},
         "seconds": round(time.perf_counter() - started, 3),

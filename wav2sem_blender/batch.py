@@ -79,6 +79,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    "the audio, on NLA tracks of their own; 0: mouth only (default: the scene's setting, 0.5 in a new one)")
     p.add_argument("--seed", help="seed of the performance layer (default: the scene's setting)")
     p.add_argument("--no-head-motion", action="store_true", help="the performance layer without head nods and tilts")
+    p.add_argument("--strength", help="articulation strength 0..2 (1: as the model made it; default: the scene's setting)")
+    p.add_argument("--smoothing", help="zero-phase smoothing of the motion in seconds 0..0.25 (0: none; default: the "
+                   "scene's setting)")
+    p.add_argument("--gain", action="append", metavar="NAME=VALUE",
+                   help="scale one named control, e.g. --gain jawOpen=1.2 (repeatable; default: the scene's Gains)")
     p.add_argument("--no-transcripts", action="store_true",
                    help="ignore transcript sidecars (<audio name>.txt next to an audio file, read as its words "
                    "for transcript-assisted lip sync)")
@@ -121,6 +126,32 @@ def performance_args(args: argparse.Namespace) -> dict[str, Any]:
         out["seed"] = int(args.seed)
     if args.no_head_motion:
         out["head_motion"] = False
+    return out
+
+
+def artist_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--strength``, ``--smoothing`` and ``--gain`` as operator arguments, refused in one sentence when wrong."""
+    from wav2sem_contract.artist import SMOOTHING_RANGE, STRENGTH_RANGE, format_gains, parse_gains
+    from wav2sem_contract.errors import Wav2SemError
+
+    out: dict[str, Any] = {}
+    for flag, limits in (("strength", STRENGTH_RANGE), ("smoothing", SMOOTHING_RANGE)):
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not limits[0] <= value <= limits[1]:  # (also refuses nan)
+            raise UsageError(f"--{flag} must be a number from {limits[0]:g} to {limits[1]:g}, not '{text}'. "
+                             f"Pass e.g. --{flag} {1 if flag == 'strength' else 0.03}.")
+        out[flag] = value
+    if args.gain:
+        try:
+            out["gains"] = format_gains(parse_gains(args.gain))
+        except Wav2SemError as exc:
+            raise UsageError(f"--gain: {exc.message} {exc.hint}") from None
     return out
 
 
@@ -325,7 +356,7 @@ def main(argv: list[str]) -> int:
 
     blend = Path(args.blend or bpy.data.filepath)
     try:
-        performance = performance_args(args)
+        performance = {**performance_args(args), **artist_args(args)}
         check_input(blend)
         if args.audio_dir:
             check_audio_dir(Path(args.audio_dir))

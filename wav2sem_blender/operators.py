@@ -15,6 +15,7 @@ import time
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from wav2sem_contract.artist import format_gains, parse_gains
 from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.paths import not_regular
 from wav2sem_contract.request import InferRequest
@@ -81,6 +82,9 @@ _FROM_SETTINGS = {
     "performance": "performance",
     "seed": "seed",
     "head_motion": "head_motion",
+    "strength": "strength",
+    "smoothing": "smoothing",
+    "gains": "gains",
 }
 
 
@@ -115,6 +119,12 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                       options={"SKIP_SAVE"})
     head_motion: BoolProperty(name="Head Motion", description="Also nod and tilt the head (the object's delta "
                               "rotation) with the performance layer", default=True, options={"SKIP_SAVE"})
+    strength: FloatProperty(name="Strength", description="Articulation strength (1: as the model made it)",
+                            min=0.0, max=2.0, default=1.0, options={"SKIP_SAVE"})
+    smoothing: FloatProperty(name="Smoothing", description="Zero-phase smoothing in seconds (0: none)",
+                             min=0.0, max=0.25, default=0.0, options={"SKIP_SAVE"})
+    gains: StringProperty(name="Gains", description="e.g. 'jawOpen=1.2, mouthSmile_L=0.8' (default: the panel's)",
+                          options={"SKIP_SAVE"})
     text: StringProperty(
         name="Transcript", description="The words that are said (default: the panel's Transcript; empty: audio only)",
         options={"SKIP_SAVE"},
@@ -175,6 +185,10 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             device=runtime.device(),
             performance=self.arg(context, "performance"),
             seed=self.arg(context, "seed"),
+            # rounded: a float property is single precision, and the provenance should say 0.05, not 0.0500000007
+            strength=round(self.arg(context, "strength"), 6),
+            smoothing=round(self.arg(context, "smoothing"), 6),
+            gains=parse_gains(self.arg(context, "gains")),
             text=self.transcript(context),
         ).validate()
         plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
@@ -271,6 +285,13 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         ob["wav2sem_model_fps"] = result.fps
         ob["wav2sem_scene_fps"] = fps
         ob["wav2sem_audio"] = gen.plan.request.audio
+        # the artist controls used, with the result: set them again (or pass them to infer) to reproduce it
+        artist = result.provenance.get("artist") or {}
+        ob["wav2sem_strength"] = float(artist.get("strength", 1.0))
+        ob["wav2sem_smoothing"] = float(artist.get("smoothing", 0.0))
+        ob["wav2sem_gains"] = format_gains(artist.get("gains") or {})
+        if artist.get("note"):
+            notes.append(artist["note"])
         seconds = time.monotonic() - gen.started
         rate = f"{result.fps:g} fps" + (f" -> scene {fps:g} fps" if abs(fps - result.fps) > 1e-6 else "")
         tail = "".join(f"; {note}" for note in notes)

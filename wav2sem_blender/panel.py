@@ -49,6 +49,11 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.prop(settings, "seed")
         sub.prop(settings, "head_motion")
 
+        col = layout.column(heading="Artist")
+        col.prop(settings, "strength", slider=True)
+        col.prop(settings, "smoothing", slider=True)
+        col.prop(settings, "gains")
+
         col = layout.column()
         col.prop(settings, "output_mode")
         col.prop(settings, "use_scene_start")

@@ -58,6 +58,20 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
         name="Head Motion", description="Also nod and tilt the head with the performance layer (the object's "
         "delta rotation, about its origin; off for a head that a body rig moves)", default=True,
     )
+    # Artist controls (wav2sem_contract.artist): applied by the server after the model; the values used are
+    # stored on the object with the result (wav2sem_strength, wav2sem_smoothing, wav2sem_gains)
+    strength: FloatProperty(
+        name="Strength", description="Articulation strength: scales the mouth's motion from the neutral pose "
+        "(1: as the model made it)", default=1.0, min=0.0, max=2.0,
+    )
+    smoothing: FloatProperty(
+        name="Smoothing", description="Zero-phase smoothing of the motion over time, its width in seconds "
+        "(0: none); the lip closures of /p b m/ are kept", default=0.0, min=0.0, max=0.25, subtype="TIME_ABSOLUTE",
+    )
+    gains: StringProperty(
+        name="Gains", description="Scale named controls, e.g. 'jawOpen=1.2, mouthSmile_L=0.8' (empty: none; "
+        "control models only)",
+    )
     transcript: StringProperty(
         name="Transcript", description="The words that are said (the dialogue line): the lips close at every "
         "/p b m/ and Wav2Sem gets the sentence's meaning from the text; empty: from the audio alone",

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .artist import DEFAULT_STRENGTH, SMOOTHING_RANGE, STRENGTH_RANGE, check_gains
 from .errors import Wav2SemError
 from .performance import DEFAULT_PERFORMANCE, SEED_RANGE
 
@@ -58,6 +59,11 @@ class InferRequest:
     # the seed that fixes its random draws.
     performance: float = DEFAULT_PERFORMANCE
     seed: int = 0
+    # Artist controls (wav2sem_contract.artist), applied on the server after the model: articulation
+    # strength (1: as made), Gaussian smoothing in seconds (0: none), gains per named control ({}: none).
+    strength: float = DEFAULT_STRENGTH
+    smoothing: float = 0.0
+    gains: dict[str, float] = field(default_factory=dict)
 
     def validate(self) -> InferRequest:
         if not isinstance(self.audio, str) or not self.audio.strip():
@@ -87,6 +93,13 @@ class InferRequest:
                 and SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]):
             raise _bad(f"The seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {self.seed!r}.",
                        "Pass --seed with such a number.")
+        if not (_number(self.strength) and STRENGTH_RANGE[0] <= self.strength <= STRENGTH_RANGE[1]):
+            raise _bad(f"The strength must be between {STRENGTH_RANGE[0]:g} and {STRENGTH_RANGE[1]:g}, "
+                       f"not {self.strength!r}.", "Pass --strength in that range (1: as the model made it).")
+        if not (_number(self.smoothing) and SMOOTHING_RANGE[0] <= self.smoothing <= SMOOTHING_RANGE[1]):
+            raise _bad(f"The smoothing must be between {SMOOTHING_RANGE[0]:g} and {SMOOTHING_RANGE[1]:g} s, "
+                       f"not {self.smoothing!r}.", "Pass --smoothing in seconds in that range (0: none).")
+        self.gains = check_gains(self.gains)
         if self.text is not None and not isinstance(self.text, str):
             raise _bad(f"The transcript must be text, not {type(self.text).__name__}.", "Pass the words that are said.")
         if self.text is not None and len(self.text) > MAX_TEXT_CHARS:
@@ -104,7 +117,7 @@ class InferRequest:
         if request_id is not None:
             message["id"] = request_id
         for name, value in asdict(self).items():
-            if value is not None and value != "":
+            if value is not None and value != "" and value != {}:  # no gains: nothing for an older server
                 message[name] = value
         return message
 
@@ -129,5 +142,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "audio": (str,), "bundle": (str,), "out": (str,), "subject": (str, int), "subject2": (str, int),
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
     "max_seconds": (int, float), "result": (str,), "precision": (str,), "text": (str,),
-    "performance": (int, float), "seed": (int,),
+    "performance": (int, float), "seed": (int,), "strength": (int, float), "smoothing": (int, float),
+    "gains": (dict,),
 }
