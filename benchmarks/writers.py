@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402, I001 - must come before the add-on
 import numpy as np  # noqa: E402
 
+from tests.blender_env import make_head as make_mesh  # noqa: E402 - the tests' 5023-vertex head
 from wav2sem_blender.compat import fcurves_of  # noqa: E402
 from wav2sem_blender.writers.common import (  # noqa: E402
     add_fcurve,
@@ -67,26 +68,6 @@ def reset() -> bpy.types.Scene:
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = int(FPS), 1.0
     return scene
-
-
-def make_mesh(name: str = "Head", n: int = N_VERTICES, seed: int = 0) -> bpy.types.Object:
-    """A 70 x 71 quad grid bent into a head-sized cap (metres) plus loose vertices up to ``n``."""
-    rows, cols = 70, 71
-    u, v = np.meshgrid(np.linspace(-1, 1, cols), np.linspace(-1, 1, rows))
-    grid = np.stack([0.08 * u, 0.1 * v, 0.05 * np.cos(u) * np.cos(v)], -1).reshape(-1, 3)
-    loose = np.random.default_rng(seed).normal(scale=0.02, size=(n - len(grid), 3))
-    verts = np.concatenate([grid, loose])
-    faces = [
-        (r * cols + c, r * cols + c + 1, (r + 1) * cols + c + 1, (r + 1) * cols + c)
-        for r in range(rows - 1)
-        for c in range(cols - 1)
-    ]
-    me = bpy.data.meshes.new(name)
-    me.from_pydata(verts.tolist(), [], faces)
-    ob = bpy.data.objects.new(name, me)
-    bpy.context.scene.collection.objects.link(ob)
-    bpy.context.view_layer.objects.active = ob
-    return ob
 
 
 def spatial_bases(rest: np.ndarray, seed: int = 1) -> np.ndarray:
