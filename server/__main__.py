@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli import HelpFormatter, run_command, stay_offline
+from .infer_options import INFER_MANY_DESCRIPTION, INFER_MANY_HELP, add_infer_many_options, add_model_options
 from .models.registry import ARCHITECTURES
 
 if TYPE_CHECKING:  # torch-free at start-up: these modules are imported where used
@@ -78,26 +79,9 @@ def _run_convert(args: argparse.Namespace, progress: Progress) -> Path:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from wav2sem_contract.artist import parse_gains
-    from wav2sem_contract.request import InferRequest
+    from .infer_options import request_from_args
 
-    request = InferRequest(
-        audio=args.audio,
-        subject=args.subject,
-        subject2=args.subject2,
-        blend=args.blend,
-        semantic=not args.no_semantic,
-        fps=args.fps,
-        max_seconds=args.max_seconds,
-        result="compact" if args.compact else "offsets",
-        precision=args.precision,
-        performance=args.performance,
-        seed=args.seed,
-        strength=args.strength,
-        smoothing=args.smoothing,
-        gains=parse_gains(args.gain or []),
-        text=_transcript_text(args),
-    ).validate()
+    request = request_from_args(args, args.audio, _transcript_text(args))
     from .progress import ConsoleProgress
 
     # The bar opens before torch is imported: that import is most of a short run's time.
@@ -108,6 +92,12 @@ def _infer(args: argparse.Namespace) -> None:
     transcript = result.provenance.get("transcript")
     if transcript:
         print(transcript_line(transcript), file=sys.stderr)
+
+
+def _infer_many(args: argparse.Namespace) -> None:
+    from .infer_many import infer_many
+
+    infer_many(args)
 
 
 def _transcript_text(args: argparse.Namespace) -> str | None:
@@ -137,33 +127,15 @@ def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progre
     import torch  # noqa: F401 - the slowest import on its own, so that the bar moves after it
 
     progress("loading", 0.5)
-    from .pipeline import check_result_path, resolve_device, run
+    from .pipeline import check_result_path, resolve_device
 
     check_result_path(args.out, args.audio)  # before minutes of inference, not after
     progress("loading", 0.8)
+    from .animator import Animator
 
-    from wav2sem_contract.errors import Wav2SemError
-
-    from .models.bundle import default_bundle, load_bundle, read_meta, variant_for
-
-    device = resolve_device(args.device)
-    bundle = args.bundle or str(default_bundle())
-    loaded = load_bundle(bundle, device, variant_for(read_meta(bundle), not args.no_semantic), request.precision)
-    template = None
-    if args.template:
-        from .template import parse_landmarks, read_template
-
-        template = read_template(args.template)
-        landmarks = parse_landmarks(args.landmarks, len(template))
+    animate = Animator.from_args(args, resolve_device(args.device))
     progress("loading", 1.0)
-    result = run(loaded, request, progress)
-    if template is not None:
-        if result.kind != "controls":
-            raise Wav2SemError("bad_request", "--template applies to control models (the default); this bundle "
-                               "already writes vertex offsets.", "Leave out --template.")
-        from .template import offsets_from_controls
-
-        result = result.with_arrays(offsets=offsets_from_controls(result["weights"], result.names, template, landmarks))
+    result = animate(request, progress)
     progress("saving", 0.0)
     result.save(args.out)
     progress("saving", 1.0)
@@ -223,46 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--compact bias + weights @ basis.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--bundle", help="model bundle folder (default: the embedded default model)")
     p.add_argument("--audio", required=True, help="WAV/FLAC/OGG/MP3, any sample rate and channel count")
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--subject", help="speaking style (a training subject's name or index); default: the first")
-    p.add_argument("--subject2", help="second style to blend with --subject")
-    p.add_argument("--blend", type=float, default=1.0, help="weight of --subject when blending with --subject2, 0..1")
-    p.add_argument("--no-semantic", action="store_true", help="turn Wav2Sem off (the plain host model)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where the model runs: auto picks a CUDA GPU when PyTorch sees one, else the CPU")
-    p.add_argument("--fps", type=float, help="resample the motion to this frame rate (default: the model's own)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio")
-    p.add_argument("--precision", default="exact", choices=["exact", "fast"],
-                   help="exact: the model as trained; fast: int8 wav2vec2/HuBERT encoders on the CPU, a measured "
-                   "approximation (see the README; the embedded default and CUDA run exact either way)")
-    p.add_argument(
-        "--compact",
-        action="store_true",
-        help="vertex models: write bias (V,3) + weights (T,K) @ basis (K,V,3) instead of offsets "
-        "(exact for FaceFormer)",
-    )
-    p.add_argument("--performance", type=float, default=0.0,
-                   help="intensity 0..1 of the performance layer beyond the mouth (blinks, brows, eyes, cheeks, "
-                   "head nods), written as performance_weights + performance_names + head_rotation; 0: none")
-    p.add_argument("--seed", type=int, default=0, help="seed of the performance layer's random draws")
-    p.add_argument("--strength", type=float, default=1.0,
-                   help="articulation strength 0..2: scales the mouth's motion from the neutral pose (1: as made)")
-    p.add_argument("--smoothing", type=float, default=0.0,
-                   help="zero-phase Gaussian smoothing of the motion over time, its width in seconds 0..0.25 "
-                   "(0: none); the model's lip closures are kept")
-    p.add_argument("--gain", action="append", metavar="NAME=VALUE",
-                   help="control models: scale one named control, e.g. --gain jawOpen=1.2 (repeatable)")
+    add_model_options(p)
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="transcript-assisted mode: the words that are said; the lips close at every "
                       "aligned /p b m/ and Wav2Sem gets the sentence's own vector (a transcript that does not fit "
                       "the audio is ignored with a notice)")
     text.add_argument("--text-file", help="the same, read from a UTF-8 text file")
-    p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
-    p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=_infer)
+
+    p = sub.add_parser("infer-many", help=INFER_MANY_HELP, description=INFER_MANY_DESCRIPTION,
+                       formatter_class=HelpFormatter)
+    add_infer_many_options(p)
+    add_model_options(p)
+    p.set_defaults(func=_infer_many)
 
     p = sub.add_parser(
         "serve",

@@ -46,8 +46,8 @@ if str(ROOT) not in sys.path:  # run as a script: the add-on package lives one f
     sys.path.insert(0, str(ROOT))
 
 from wav2sem_blender.writers.registry import CLI_MODES  # noqa: E402
+from wav2sem_contract.sidecars import AUDIO_TYPES, transcript_for  # noqa: E402
 
-AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
 # How a .blend starts: plain, gzip (before Blender 3.0), zstd (3.0 and later).
 BLEND_MAGIC = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
@@ -92,19 +92,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.audio_dir and not args.out_dir:
         p.error("--audio-dir needs --out-dir")
     return args
-
-
-def transcript_for(audio: Path, ignore: bool = False) -> tuple[str, Path | None]:
-    """(the words said in ``audio``, the sidecar they came from): ``line01.txt`` (or ``line01.wav.txt``)
-    next to ``line01.wav``; ('', None) when there is none or sidecars are ignored. Empty text means
-    audio only: the .blend's own Transcript setting is never applied to a batch (it belongs to one line).
-    Raises OSError or UnicodeDecodeError for a sidecar that cannot be read."""
-    if ignore:
-        return "", None
-    for sidecar in (audio.with_suffix(".txt"), audio.with_name(audio.name + ".txt")):
-        if sidecar.is_file():
-            return sidecar.read_text(encoding="utf-8-sig"), sidecar
-    return "", None
 
 
 def performance_args(args: argparse.Namespace) -> dict[str, Any]:

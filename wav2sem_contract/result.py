@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,17 @@ class InferResult:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a cut-off or damaged file
             raise _broken(path, f"cannot be read ({exc})") from exc
         kind = str(arrays.pop("kind", "")) or ("controls" if "names" in arrays else
                                                  "compact" if "basis" in arrays else "offsets")
         if "fps" not in arrays:
             raise _broken(path, "has no frame rate")
         fps = float(arrays.pop("fps"))
-        provenance = json.loads(str(arrays.pop("provenance"))) if "provenance" in arrays else {}
+        try:
+            provenance = json.loads(str(arrays.pop("provenance"))) if "provenance" in arrays else {}
+        except ValueError:
+            raise _broken(path, "has a damaged provenance") from None
         result = cls(kind, fps, arrays, provenance, str(path))
         missing = [n for n in REQUIRED[kind] if n not in arrays]
         if missing:
