@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.request import InferRequest
@@ -23,7 +24,7 @@ from wav2sem_contract.sidecars import AUDIO_TYPES, transcript_for
 
 from .infer_options import request_from_args
 from .pipeline import check_result_path
-from .progress import console_bar, console_write
+from .progress import console_bar
 from .ranks import JobEnd, Ranks
 
 # Never audio, whatever --pattern says: results (an --out-dir inside --audio-dir) and transcripts.
@@ -127,13 +128,14 @@ def _prepare_output(out_dir: str | Path) -> None:
 
 
 class Lines:
-    """Per-file lines on stdout, one write each (processes under torchrun share the stream); with a bar
-    on a terminal, only failures (the bar shows the rest)."""
+    """Per-file lines on stdout, one write each (processes under torchrun share the stream). With a bar
+    on a terminal and stdout on that terminal too, only failures: the bar shows the rest."""
 
     def __init__(self, ranks: Ranks, total: int, quiet: bool) -> None:
         self.prefix = ranks.prefix
         self.bar = console_bar(total=total, desc=self.prefix, unit="file", enabled=not quiet,
                                position=ranks.local_rank)
+        self.all = self.bar.disable or not _stdout_is_terminal()
 
     def __enter__(self) -> Lines:
         self.bar.__enter__()
@@ -143,12 +145,20 @@ class Lines:
         self.bar.__exit__(*exc)
 
     def file(self, text: str, failed: bool = False) -> None:
-        if self.bar.disable:
-            sys.stdout.write(f"{self.prefix} {text}\n")
-            sys.stdout.flush()
-        elif failed:
-            console_write(f"{self.prefix} {text}")
+        if self.all or failed:
+            if self.bar.disable:
+                sys.stdout.write(f"{self.prefix} {text}\n")
+                sys.stdout.flush()
+            else:  # clears the bar, writes, draws it again
+                tqdm.write(f"{self.prefix} {text}", file=sys.stdout)
         self.bar.update(1)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _work(args: argparse.Namespace, ranks: Ranks, base: InferRequest, counts: Counts) -> None:
