@@ -13,6 +13,8 @@ from wav2sem_blender.rig import RIG_PROPERTY, add_articulation_rig, landmarks_of
 from wav2sem_contract.articulation import FLAME_LANDMARKS, RigError, control_deltas, mouth_frame
 from wav2sem_contract.controls import CONTROLS
 from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.performance import PERFORMANCE_CONTROLS
+from wav2sem_contract.upper_face import FACE_CONTROLS
 
 
 def generated_head():
@@ -130,7 +132,7 @@ def test_rig_on_flame_mesh_through_the_operator():
     bpy.context.scene.collection.objects.link(ob)
     assert set(landmarks_of(ob)) >= set(FLAME_LANDMARKS)  # built in: no vertex groups needed
     assert bpy.ops.wav2sem.add_rig(object="FLAME") == {"FINISHED"}
-    assert key_names(ob) == ["Basis", *CONTROLS]
+    assert key_names(ob) == ["Basis", *CONTROLS, *PERFORMANCE_CONTROLS]  # FLAME has eyeballs: all face keys
 
 
 def test_mesh_without_landmarks_is_refused_and_left_alone():
@@ -150,7 +152,7 @@ def test_operator_defaults_to_the_panels_target():
     ob = make_head_object("Head")
     bpy.context.scene.wav2sem.target = ob
     assert bpy.ops.wav2sem.add_rig() == {"FINISHED"}
-    assert key_names(ob) == ["Basis", *CONTROLS]
+    assert key_names(ob) == ["Basis", *CONTROLS, *FACE_CONTROLS]  # no eyeballs: no eye keys
 
 
 def test_main_panel_offers_the_rig():

@@ -11,7 +11,9 @@ mouth's motion. Here it goes onto the head in two places, never into the mouth's
 So an animator can mute a track, scale it (the strip's Animated Influence) or bake it. Below each
 track sits a ``... Rest`` track holding every channel at 0: Blender's NLA starts a shape key's value
 from its RNA default, 1.0, so without it a muted or half-influence blink track would close the eyes.
-Controls the head has no shape key for are listed in the summary; the head motion needs none.
+A head with none of the layer's keys first gets the articulation rig's face keys (``rig.add_face_keys``:
+blinks from the eyeballs found on its mesh, brows, cheeks, nose); controls still without a shape key
+are listed in the summary; the head motion needs none.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import bpy
 import numpy as np
 
 from wav2sem_contract import performance as names
+from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.result import InferResult
 
 from .key_paths import key_path
@@ -100,6 +103,8 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing, head: bool 
     weights = np.asarray(result[names.WEIGHTS], np.float64)
     controls = [str(n) for n in result[names.NAMES]]
     frames = timing.frames(len(weights))
+    cached = any(m.type == "MESH_CACHE" and m.show_viewport for m in ob.modifiers)
+    notes = [] if cached else _ensure_face_keys(ob, controls)
     key = ob.data.shape_keys
     present = set(key.key_blocks.keys()) if key is not None else set()
     channels, skipped = [], []
@@ -121,6 +126,22 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing, head: bool 
         note += " (the head has no eye, brow, cheek or nose shape keys)"
     elif skipped:
         note += f" (no shape keys for {', '.join(skipped)})"
-    if channels and any(m.type == "MESH_CACHE" and m.show_viewport for m in ob.modifiers):
+    if channels and cached:
         note += "; the point cache replaces the shape keys' motion, so only the head motion shows"
-    return [note]
+    return [note, *notes]
+
+
+def _ensure_face_keys(ob: bpy.types.Object, controls: list[str]) -> list[str]:
+    """Give a head that has none of the layer's keys the rig's face keys (``rig.add_face_keys``), so
+    the layer shows on any head; returns a note for the summary (what was found, or why not)."""
+    key = ob.data.shape_keys
+    present = set(key.key_blocks.keys()) if key is not None else set()
+    if any(all(n in present for n in c) for name in controls for c in names.key_candidates(name)):
+        return []
+    from .rig import add_face_keys
+
+    try:
+        written, found = add_face_keys(ob)
+    except Wav2SemError as exc:
+        return [f"no face keys added ({exc.message.rstrip('.')})"]
+    return [f"face keys added: {len(written)} ({found})"]

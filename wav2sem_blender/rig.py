@@ -6,6 +6,10 @@ topology, or else are found on the geometry (``landmarks.py``): the groups alway
 **Find Mouth Landmarks** writes what was found as those groups, to inspect and adjust. Keys this
 rig made are listed in the object's ``wav2sem_rig`` property, so adding the rig again replaces
 only them; a key of the same name the user made stays as it is.
+
+The performance layer's keys (``add_face_keys``: blinks, eye widening and squint, brows, cheeks,
+nose) come from the same mouth frame plus the eyeballs found on the mesh (``eyes.py``); a head
+without eyeball parts gets brows, cheeks and nose only.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, StringProperty
 
-from wav2sem_contract import articulation, controls
+from wav2sem_contract import articulation, controls, upper_face
 from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.performance import PERFORMANCE_CONTROLS
 
-from .landmarks import GROUP_NAMES, LandmarkError, Landmarks, find_mouth_landmarks
+from .eyes import find_eyes
+from .landmarks import GROUP_NAMES, LandmarkError, Landmarks, find_mouth_landmarks, triangulate
 from .writers.common import rest_positions
 
 FLAME_LANDMARKS, FLAME_VERTICES = articulation.FLAME_LANDMARKS, articulation.FLAME_VERTICES
@@ -140,23 +146,17 @@ def rig_deltas(ob: bpy.types.Object, rest: np.ndarray) -> dict[str, np.ndarray]:
     return articulation.control_deltas(rest, frame)
 
 
-def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
-    """Add (or refresh) the control shape keys on ``ob``; returns the names written."""
-    if ob is None or ob.type != "MESH":
-        raise Wav2SemError("rig_target", "The articulation rig needs a mesh object.", "Select a head mesh.")
-    if ob.library is not None or ob.data.library is not None:
-        raise Wav2SemError("rig_target", f"'{ob.name}' is linked from a library and cannot get shape keys.",
-                           "Make it local (Object > Relation > Make Local) first.")
-    rest = rest_positions(ob).astype(np.float64)
-    deltas = rig_deltas(ob, rest)
+def _write_keys(ob: bpy.types.Object, rest: np.ndarray, deltas: dict[str, np.ndarray], names) -> list[str]:
+    """Write ``deltas`` as shape keys (in ``names`` order) except where the user has a key of that name
+    (it drives the control instead); records what the rig owns. Returns the names written."""
     if ob.data.shape_keys is None:
         ob.shape_key_add(name="Basis", from_mix=False)
     blocks = ob.data.shape_keys.key_blocks
     ours = set(ob.get(RIG_PROPERTY, []))
     written = []
-    for name in controls.CONTROLS:
-        if name in blocks and name not in ours:
-            continue  # the user's own key of that name drives the control instead
+    for name in names:
+        if name not in deltas or (name in blocks and name not in ours):
+            continue
         block = blocks.get(name)
         if block is None:  # a new key rests at 0 (Blender gives new keys 1.0: the face would start deformed)
             block = ob.shape_key_add(name=name, from_mix=False)
@@ -169,6 +169,37 @@ def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
     return written
 
 
+def _check_rig_target(ob: bpy.types.Object | None) -> None:
+    if ob is None or ob.type != "MESH":
+        raise Wav2SemError("rig_target", "The articulation rig needs a mesh object.", "Select a head mesh.")
+    if ob.library is not None or ob.data.library is not None:
+        raise Wav2SemError("rig_target", f"'{ob.name}' is linked from a library and cannot get shape keys.",
+                           "Make it local (Object > Relation > Make Local) first.")
+
+
+def add_articulation_rig(ob: bpy.types.Object) -> list[str]:
+    """Add (or refresh) the control shape keys on ``ob``; returns the names written."""
+    _check_rig_target(ob)
+    rest = rest_positions(ob).astype(np.float64)
+    return _write_keys(ob, rest, rig_deltas(ob, rest), controls.CONTROLS)
+
+
+def add_face_keys(ob: bpy.types.Object) -> tuple[list[str], str]:
+    """Add (or refresh) the performance layer's keys (blinks, eyes, brows, cheeks, nose) on ``ob`` from its
+    mouth landmarks and the eyeballs found on its mesh; returns (the names written, what was found)."""
+    _check_rig_target(ob)
+    rest = rest_positions(ob).astype(np.float64)
+    try:
+        frame = articulation.mouth_frame(rest, landmarks_of(ob, rest, detect=True))
+    except articulation.RigError as exc:
+        raise Wav2SemError("rig_landmarks", f"The mouth landmarks of '{ob.name}' do not make sense: {exc}.",
+                           "Check the W2S vertex groups (corners left/right, lips, chin).") from None
+    flat, sizes = mesh_faces(ob)
+    found = find_eyes(rest, triangulate(flat, sizes), frame)
+    deltas = upper_face.face_deltas(rest, frame, found.eyes, found.fixed)
+    return _write_keys(ob, rest, deltas, PERFORMANCE_CONTROLS), found.note
+
+
 def chosen_head(context: bpy.types.Context, name: str) -> bpy.types.Object | None:
     """The object an operator works on: the one named, else the panel's target, else the active object."""
     if name:
@@ -178,7 +209,7 @@ def chosen_head(context: bpy.types.Context, name: str) -> bpy.types.Object | Non
 
 
 class WAV2SEM_OT_add_rig(bpy.types.Operator):
-    """Add shape keys for the lip sync controls (jaw, lips, corners) from the mouth landmarks"""
+    """Add shape keys for the lip sync (jaw, lips, corners) and the face (blinks, brows, cheeks, nose)"""
 
     bl_idname = "wav2sem.add_rig"
     bl_label = "Add Articulation Rig"
@@ -197,6 +228,7 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
             bpy.ops.object.mode_set(mode="OBJECT")
         try:
             names = add_articulation_rig(ob)
+            face, eyes = add_face_keys(ob)
         except Wav2SemError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -204,7 +236,8 @@ class WAV2SEM_OT_add_rig(bpy.types.Operator):
             if was_edit:
                 bpy.ops.object.mode_set(mode="EDIT")
         found = "".join(f"; {note}" for note in take_found_note(ob))
-        self.report({"INFO"}, f"Articulation rig on '{ob.name}': {len(names)} shape keys{found}")
+        self.report({"INFO"}, f"Articulation rig on '{ob.name}': {len(names)} mouth and {len(face)} face shape keys "
+                              f"({eyes}){found}")
         return {"FINISHED"}
 
 
