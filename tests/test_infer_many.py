@@ -61,6 +61,7 @@ def audio(tmp_path_factory) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(folder / name), samples[int(start * rate):int(end * rate)], rate)
     (folder / "scene1" / "notes.md").write_text("not audio: left alone\n")
+    (folder / "a_line.txt").write_text("Pam made a map.\n")  # its transcript sidecar, as batch.py reads them
     return folder
 
 
@@ -80,6 +81,8 @@ def test_one_result_per_file_mirroring_subfolders(single):
         assert result.kind == "controls" and result.provenance["audio"] == Path(name).name
         assert abs(result.frames - (end - start) * result.fps) <= 2
         assert np.isfinite(result["weights"]).all() and result["weights"].max() > 0
+        # the sidecar was read (aligned, or ignored with a notice: both are recorded), and only for its file
+        assert bool(result.provenance["transcript"]) == (name == "a_line.wav")
     assert sorted(lines(proc)) == sorted((0, 1, "done", name) for name in CLIPS)
     assert proc.stdout.strip().splitlines()[-1] == "[rank 0/1] 3 done, 0 skipped, 0 failed"
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary file left behind
@@ -192,3 +195,22 @@ def test_ranks_come_from_torchruns_environment_and_share_without_overlap():
     assert ranks[2].prefix == "[rank 2/3]"
     with pytest.raises(Wav2SemError, match="RANK 3 of WORLD_SIZE 2"):
         Ranks.from_env({"RANK": "3", "WORLD_SIZE": "2"})
+
+
+def test_a_process_that_cannot_start_ends_the_job_under_torchrun_without_hanging(audio, tmp_path):
+    launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    proc = infer_many(audio, tmp_path / "out", "--bundle", tmp_path / "no_bundle", launcher=launcher)
+    assert proc.returncode != 0
+    for rank in (0, 1):  # each says why, and both still met at the end (or rank 0 could not count them)
+        assert re.search(rf"^error: \[rank {rank}/2\] .*no_bundle", proc.stderr, re.M), proc.stderr
+    assert "[all 2 ranks] 0 done, 0 skipped, 0 failed, 2 of 2 processes stopped" in proc.stdout
+    assert not list((tmp_path / "out").rglob("*.npz"))
+
+
+def test_help_names_the_options_and_the_sharing():
+    proc = run("infer-many", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--audio-dir", "--out-dir", "--recursive", "--pattern", "--overwrite", "--no-transcripts",
+                   "--threads", "--bundle", "--subject", "--device", "--fps", "--precision", "--performance"):
+        assert option in proc.stdout, option
+    assert "torchrun" in proc.stdout and "no process group" in " ".join(proc.stdout.split())
