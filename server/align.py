@@ -34,6 +34,7 @@ class Alignment:
     words: list[str]  # the words given to the aligner, in order
     word_times: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start s, end s), no pauses
     phones: list[Phone] = field(default_factory=list)  # (phone or SIL, start s, end s), pauses included
+    phone_words: list[str] = field(default_factory=list)  # the word each phone is in ("" for pauses)
     score: int = 0  # acoustic log-score of the whole path (PocketSphinx's log base 1.0001)
     frames: int = 0  # 10 ms frames the path covers
 
@@ -112,9 +113,11 @@ def force_align(pcm: bytes, words: list[str]) -> Alignment:
         name = re.sub(r"\(\d+\)$", "", word.name)  # "to(2)": CMUdict's second pronunciation
         if not name.startswith(("<", "+", "[")):  # <sil>, <s>, fillers
             result.word_times.append((name, start, end))
+        spoken = "" if name.startswith(("<", "+", "[")) else name
         for phone in word:
             p0 = phone.start * FRAME_S
             result.phones.append((phone_name(phone.name), p0, p0 + phone.duration * FRAME_S))
+            result.phone_words.append(spoken)
     return result
 
 

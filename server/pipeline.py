@@ -109,6 +109,16 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
     artist = apply_artist(kind, arrays, fps, request.strength, request.smoothing, request.gains)
     if transcript is not None:
         transcript = _closures(transcript, kind, arrays, fps)
+    report = None
+    if request.report:  # on the final mouth: after the artist controls and the transcript's closures
+        from .lipsync_report import lipsync_report
+
+        progress("report", 0.0)
+        report = lipsync_report(kind, arrays, fps, raw, transcript)
+        progress("report", 1.0)
+    if transcript is not None:  # the aligned phones served the closures and the report; not for provenance
+        transcript.pop("phones", None)
+        transcript.pop("phone_words", None)
     layer = None
     if request.performance > 0:  # the layer beyond the mouth, on the motion's own frames, from the same audio
         from wav2sem_contract import performance as names
@@ -140,7 +150,7 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "seconds": round(time.perf_counter() - started, 3),
         "bundle_provenance": bundle.meta.get("provenance", {}),
     }
-    return InferResult(kind, float(fps), arrays, provenance)
+    return InferResult(kind, float(fps), arrays, provenance, lipsync=report)
 
 
 def _transcript(model, raw: np.ndarray, request: InferRequest, semantic: bool,
@@ -156,7 +166,8 @@ def _transcript(model, raw: np.ndarray, request: InferRequest, semantic: bool,
     found = align_transcript(raw, request.text)
     progress("align", 1.0)
     info = found.summary()
-    info["phones"] = found.phones  # for _closures; removed there
+    info["phones"] = found.phones  # for _closures and the lip-sync report; removed after them
+    info["phone_words"] = found.phone_words
     if not found.ok:
         return info, None
     width = model.semantic.teacher_width if semantic else None
@@ -179,7 +190,7 @@ def _closures(info: dict, kind: str, arrays: dict, fps: float) -> dict:
     compact) have no named lip controls to move, so their motion is left as the model made it."""
     from .transcript import enforce_closures
 
-    phones = info.pop("phones")
+    phones = info["phones"]
     if info.get("notice"):
         return info
     if kind == "controls":

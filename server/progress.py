@@ -24,6 +24,7 @@ STAGES = {
     "encode": (0.5, 0.6),
     "decode": (0.6, 0.95),
     "compact": (0.95, 0.98),
+    "report": (0.95, 0.98),  # the lip-sync report (after compact on vertex models: the bar waits there)
     "saving": (0.98, 1.0),
 }
 FALLBACK_SIZE = (80, 24)

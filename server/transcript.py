@@ -60,6 +60,7 @@ class TranscriptAlignment:
     words: int  # words in the transcript
     aligned: int = 0  # words placed in the audio
     phones: list[Phone] = field(default_factory=list)
+    phone_words: list[str] = field(default_factory=list)  # the word each phone is in ("" for pauses)
     notice: str = ""  # one line, set when the transcript is not used (audio-only fallback)
     unknown: list[str] = field(default_factory=list)  # words left out: not in the aligner's dictionary
     score_drop: float | None = None  # per-frame score below the recognised words' alignment
@@ -138,6 +139,7 @@ def align_transcript(audio: np.ndarray, text: str) -> TranscriptAlignment:
         return result
     result.aligned = len(given.word_times)
     result.phones = given.phones
+    result.phone_words = given.phone_words
     return result
 
 

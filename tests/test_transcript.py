@@ -164,7 +164,8 @@ def test_cli_text_file_and_its_line(speech, tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1] == "transcript: 7 of 7 words aligned, 5 lip closures enforced, the audio's sentence vector"
+    assert lines[-2] == "transcript: 7 of 7 words aligned, 5 lip closures enforced, the audio's sentence vector"
+    assert lines[-1] == "lip sync: 5 of 5 bilabials closed"  # the report: the aligned bilabials, closed
     info = InferResult.load(out).provenance["transcript"]
     assert info["closures"] == 5 and info["semantic_from_text"] is False and info["semantic_note"] == "Wav2Sem is off"
     proc = subprocess.run([sys.executable, "-m", "server", "infer", "--audio", speech, "--out", str(out),

@@ -64,6 +64,9 @@ class InferRequest:
     strength: float = DEFAULT_STRENGTH
     smoothing: float = 0.0
     gains: dict[str, float] = field(default_factory=dict)
+    # The lip-sync report (wav2sem_contract.lipsync): every /p b m/ and whether the lips closed. Without a
+    # transcript it runs speech recognition, which costs time; False skips it.
+    report: bool = True
 
     def validate(self) -> InferRequest:
         if not isinstance(self.audio, str) or not self.audio.strip():
@@ -143,5 +146,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
     "max_seconds": (int, float), "result": (str,), "precision": (str,), "text": (str,),
     "performance": (int, float), "seed": (int,), "strength": (int, float), "smoothing": (int, float),
-    "gains": (dict,),
+    "gains": (dict,), "report": (bool,),
 }

@@ -8,6 +8,8 @@ Kinds and their arrays (``fps`` and ``provenance`` always; frames T, vertices V,
 * ``controls``: ``weights`` (T, K) in [0, 1], ``names`` (K,): named controls (the default model);
   may also carry ``offsets`` evaluated on a template mesh (``infer --template``)
 
+Any kind may also carry the lip-sync report (``lipsync``, its JSON as a string; see ``lipsync``).
+
 Any kind may also carry the performance layer (``performance_weights`` (T, P) in [0, 1],
 ``performance_names`` (P,), ``head_rotation`` (T, 3) radians; see ``performance``) when asked for.
 
@@ -45,6 +47,7 @@ class InferResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     sizes: dict[str, Any] = field(default_factory=dict)  # from a reply, before the arrays are loaded
+    lipsync: dict[str, Any] | None = None  # the lip-sync report (wav2sem_contract.lipsync); None: not made
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,7 +73,8 @@ class InferResult:
         return name in self.arrays
 
     def with_arrays(self, **arrays: np.ndarray) -> InferResult:
-        return InferResult(self.kind, self.fps, {**self.arrays, **arrays}, self.provenance, self.path)
+        return InferResult(self.kind, self.fps, {**self.arrays, **arrays}, self.provenance, self.path,
+                           lipsync=self.lipsync)
 
     # -- file --------------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
@@ -80,6 +84,8 @@ class InferResult:
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         arrays = {**self.arrays, "kind": np.array(self.kind), "fps": np.float32(self.fps),
                   "provenance": np.array(json.dumps(self.provenance))}
+        if self.lipsync is not None:
+            arrays["lipsync"] = np.array(json.dumps(self.lipsync))
         try:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
@@ -112,7 +118,8 @@ class InferResult:
             provenance = json.loads(str(arrays.pop("provenance"))) if "provenance" in arrays else {}
         except ValueError:
             raise _broken(path, "has a damaged provenance") from None
-        result = cls(kind, fps, arrays, provenance, str(path))
+        lipsync = json.loads(str(arrays.pop("lipsync"))) if "lipsync" in arrays else None  # older results: none
+        result = cls(kind, fps, arrays, provenance, str(path), lipsync=lipsync)
         missing = [n for n in REQUIRED[kind] if n not in arrays]
         if missing:
             raise _broken(path, f"lacks {', '.join(missing)} for a {kind} result")

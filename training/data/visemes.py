@@ -81,6 +81,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from wav2sem_contract import lipsync
 from wav2sem_contract.controls import CONTROLS, MOTION_FPS, PHONES
 
 C_EXP = 1.5  # the dominance exponent c
@@ -402,24 +403,19 @@ def controls_from_phones(phones: Iterable[Sequence], n_frames: int, fps: float =
 
 # ------------------------------------------------------------------------------------------ metrics
 def closure_frames(phones: Iterable[Sequence], n_frames: int, fps: float = MOTION_FPS) -> list[np.ndarray]:
-    """For each bilabial (P B M) phone, in input order, the frames k < n_frames with start <= k/fps < end.
+    """For each bilabial (P B M) phone, in input order, the frames k < n_frames with start <= k/fps < end
+    (the shared definition, ``wav2sem_contract.lipsync``; here every phone's name is checked first).
 
     The array is empty when no frame samples the phone (shorter than a frame, or past ``n_frames``).
     """
-    out = []
+    phones = list(phones)
     for item in phones:
-        p, s, e = item[0], float(item[1]), float(item[2])
-        _check(p)
-        if p not in BILABIALS:
-            continue
-        k0 = max(0, math.ceil(s * fps - 1e-9))
-        k1 = min(int(n_frames), math.ceil(e * fps - 1e-9))  # first frame with k/fps >= e
-        out.append(np.arange(k0, max(k0, k1), dtype=np.int64))
-    return out
+        _check(item[0])
+    return lipsync.closure_frames(phones, n_frames, fps)
 
 
 def bilabial_closure_rate(
-    pred_controls: np.ndarray, phones: Iterable[Sequence], fps: float = MOTION_FPS, threshold: float = 0.5
+    pred_controls: np.ndarray, phones: Iterable[Sequence], fps: float = MOTION_FPS, threshold: float = lipsync.CLOSED_THRESHOLD
 ) -> float:
     """Share of bilabial phones during which the predicted mouthClose exceeds ``threshold`` at some frame.
 
@@ -430,4 +426,4 @@ def bilabial_closure_rate(
     frames = [f for f in closure_frames(phones, pred.shape[0], fps) if f.size]
     if not frames:
         return float("nan")
-    return float(np.mean([bool(np.any(close[f] > threshold)) for f in frames]))
+    return float(np.mean([lipsync.is_closed(close, f, threshold) for f in frames]))

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from wav2sem_contract.controls import CONTROLS, MOTION_FPS
-
-from ..data.visemes import closure_frames
+from wav2sem_contract.lipsync import CLOSED_THRESHOLD, closure_hits
 
 VOWELS = ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")
 CLOSE = CONTROLS.index("mouthClose")
@@ -50,12 +49,7 @@ VARIANTS = ("audio only", "(a) closures", "(b) text vector", "(a)+(b)")
 MIN_VOWEL_S = 0.06
 
 
-def closure_hits(close: np.ndarray, phones: Iterable[Sequence], fps: float, threshold: float = 0.5) -> list[bool]:
-    """Per reference /p b m/ that contains a frame: does mouthClose pass ``threshold`` at one of its frames?"""
-    return [bool(np.any(close[f] > threshold)) for f in closure_frames(phones, len(close), fps) if f.size]
-
-
-def false_closures(close: np.ndarray, phones: Iterable[Sequence], fps: float, threshold: float = 0.5,
+def false_closures(close: np.ndarray, phones: Iterable[Sequence], fps: float, threshold: float = CLOSED_THRESHOLD,
                    min_vowel_s: float = MIN_VOWEL_S) -> list[bool]:
     """Per vowel of ``min_vowel_s`` or longer that contains a frame: is mouthClose above ``threshold`` at
     every one of its frames (the lips never open for it)? Shorter vowels are left out: next to a /p b m/

@@ -1,0 +1,95 @@
+"""The per-clip lip-sync report: every /p b m/ in the clip, its word, time and frame, and whether the lips closed.
+
+Measured on the final motion (after the artist controls and the transcript's closures), by the one
+definition of a closure in ``wav2sem_contract.lipsync``. The bilabials come from the transcript's
+forced alignment when a transcript was given and fits the audio, else from the words PocketSphinx
+recognises, force-aligned to the audio. Recognised words were chosen over PocketSphinx's phone
+recognition (allphone mode with its own phone language model): on the VOCA recording the words'
+alignment found all 5 bilabials at the transcript's times, the phone recogniser 2 (and one that is
+not there); on the synthetic sample sentence neither finds any, as neither recognises that voice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.lipsync import (
+    BILABIALS,
+    CLOSED_THRESHOLD,
+    REPORT_VERSION,
+    judged_frames,
+    middle_frame,
+)
+
+from .align import force_align, recognise, to_pcm
+
+NOT_MEASURED = "closure is measured on control results only"
+# (phone, word, start s, end s)
+WordPhone = tuple[str, str, float, float]
+
+
+def with_words(phones: Sequence[tuple[str, float, float]], words: Sequence[str]) -> list[WordPhone]:
+    """Aligned phones with the word each is in ("" where the aligner gave none)."""
+    words = list(words) + [""] * max(0, len(phones) - len(words))
+    return [(str(p), str(w), float(s), float(e)) for (p, s, e), w in zip(phones, words, strict=False)]
+
+
+def recognised_phones(audio: np.ndarray) -> tuple[list[WordPhone], str]:
+    """The phones of the words PocketSphinx recognises in 16 kHz mono ``audio``, force-aligned, and a note
+    ('' when it worked). Never raises for speech it cannot make out; only when PocketSphinx is missing."""
+    pcm = to_pcm(audio)
+    words = recognise(pcm)
+    if not words:
+        return [], "no words were recognised in the audio"
+    try:
+        found = force_align(pcm, words)
+    except Wav2SemError:
+        return [], "the recognised words could not be aligned with the audio"
+    phones = with_words(found.phones, found.phone_words)
+    if not any(p[0] in BILABIALS for p in phones):
+        return phones, (f"no /p b m/ in the {len(words)} words recognised; give the transcript for a complete check")
+    return phones, ""
+
+
+def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: Sequence[WordPhone],
+                 source: str, note: str = "") -> dict[str, Any]:
+    """The report (format: ``wav2sem_contract.lipsync``) of a result's arrays for the bilabials in ``phones``."""
+    frames = int(len(arrays["offsets" if kind == "offsets" else "weights"]))
+    names = [str(n) for n in arrays.get("names", [])] if kind == "controls" else []
+    close = arrays["weights"][:, names.index("mouthClose")] if "mouthClose" in names else None
+    if close is None:
+        why = NOT_MEASURED if kind != "controls" else "this model has no mouthClose control"
+        note = f"{note}; {why}" if note else why
+    entries = []
+    for phone, word, start, end in phones:
+        if phone not in BILABIALS:
+            continue
+        entry: dict[str, Any] = {"phone": phone, "word": word, "start": round(start, 3), "end": round(end, 3),
+                                 "frame": middle_frame(start, end, frames, fps), "peak_close": None,
+                                 "closed": None, "source": source}
+        if close is not None and frames:
+            span = judged_frames(start, end, frames, fps)
+            entry["peak_close"] = round(float(np.max(close[span])), 3)
+            entry["closed"] = bool(np.any(close[span] > CLOSED_THRESHOLD))
+        entries.append(entry)
+    measured = close is not None
+    return {"version": REPORT_VERSION, "source": source, "fps": float(fps), "frames": frames,
+            "threshold": CLOSED_THRESHOLD, "measured": measured, "note": note, "bilabials": len(entries),
+            "closed": sum(1 for e in entries if e["closed"]) if measured else None, "entries": entries}
+
+
+def lipsync_report(kind: str, arrays: dict[str, np.ndarray], fps: float, audio: np.ndarray,
+                   transcript: dict | None) -> dict[str, Any]:
+    """The report for one generation: the transcript's aligned phones when it was used, else recognition."""
+    if transcript and not transcript.get("notice") and transcript.get("phones"):
+        phones = with_words(transcript["phones"], transcript.get("phone_words", []))
+        return build_report(kind, arrays, fps, phones, "transcript")
+    try:
+        phones, note = recognised_phones(audio)
+    except Wav2SemError as exc:  # PocketSphinx is not installed: the result stands, the report says why
+        return build_report(kind, arrays, fps, [], "none", f"{exc.message} {exc.hint}".strip())
+    return build_report(kind, arrays, fps, phones, "recognised", note)
