@@ -29,6 +29,7 @@ there before (byte for byte) or removes the one it started.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import stat
@@ -84,6 +85,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    "scene's setting)")
     p.add_argument("--gain", action="append", metavar="NAME=VALUE",
                    help="scale one named control, e.g. --gain jawOpen=1.2 (repeatable; default: the scene's Gains)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the lip-sync report (<output>.lipsync.json and the line's 'lip sync: ...': every /p b m/ "
+                   "and whether the lips closed); without a transcript it runs speech recognition")
     p.add_argument("--no-transcripts", action="store_true",
                    help="ignore transcript sidecars (<audio name>.txt next to an audio file, read as its words "
                    "for transcript-assisted lip sync)")
@@ -92,6 +96,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.audio_dir and not args.out_dir:
         p.error("--audio-dir needs --out-dir")
     return args
+
+
+def save_report(report_json: str, out: Path) -> None:
+    """The lip-sync report next to the output .blend (``shot.lipsync.json``); with none (--no-report), an
+    earlier run's is removed, since it would describe other keys."""
+    from wav2sem_contract.lipsync import report_path, write_report
+
+    if report_json:
+        write_report(out, json.loads(report_json))
+    else:
+        report_path(out).unlink(missing_ok=True)
 
 
 def performance_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -360,6 +375,7 @@ def main(argv: list[str]) -> int:
     import wav2sem_blender
     from wav2sem_blender.writers.common import sidecars_for
     from wav2sem_blender.writers.point_cache import cache_path
+    from wav2sem_contract.errors import Wav2SemError
 
     if not hasattr(bpy.types, "WAV2SEM_OT_generate"):
         wav2sem_blender.register()
@@ -391,6 +407,8 @@ def main(argv: list[str]) -> int:
             kwargs["semantic"] = False
         if args.pack_audio:
             kwargs["pack_audio"] = True
+        if args.no_report:
+            kwargs["lipsync"] = False
         kwargs.update(performance)
         try:
             kwargs["text"], _ = transcript_for(audio, args.no_transcripts)
@@ -413,9 +431,12 @@ def main(argv: list[str]) -> int:
                 if "FINISHED" in result:
                     try:
                         save_atomically(bpy, out)
+                        save_report(bpy.context.scene.wav2sem.lipsync_json, out)
                         ok.append(True)
                     except OSError as exc:
                         message = f"The result could not be saved as '{out}' ({exc.strerror or exc}). Check the folder."
+                    except Wav2SemError as exc:  # the lip-sync report could not be written next to it
+                        message = f"{exc.message} {exc.hint}"
                     except RuntimeError as exc:  # Blender's own report, e.g. "Error: Cannot open file ..."
                         reason = str(exc).strip().removeprefix("Error: ")
                         message = f"The result could not be saved as '{out}' ({reason}). Check the folder."

@@ -20,8 +20,8 @@ from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.paths import not_regular
 from wav2sem_contract.request import InferRequest
 
+from . import lipsync, runtime
 from . import performance as performance_layer
-from . import runtime
 from .generation import Generation, Plan
 from .properties import FPS_POLICIES
 from .writers import registry
@@ -50,6 +50,7 @@ _STAGE_WORDS = {
     "compact": "compacting",
     "performance": "making the performance layer",
     "align": "aligning the transcript",
+    "report": "checking the lip closures",
     "write": "saving the result",
 }
 
@@ -85,6 +86,7 @@ _FROM_SETTINGS = {
     "strength": "strength",
     "smoothing": "smoothing",
     "gains": "gains",
+    "lipsync": "use_report",
 }
 
 
@@ -125,6 +127,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
                              min=0.0, max=0.25, default=0.0, options={"SKIP_SAVE"})
     gains: StringProperty(name="Gains", description="e.g. 'jawOpen=1.2, mouthSmile_L=0.8' (default: the panel's)",
                           options={"SKIP_SAVE"})
+    # not "report": that is the operator's own method
+    lipsync: BoolProperty(name="Lip-Sync Report", description="Check every /p b m/ after generating "
+                          "(default: the panel's setting)", default=True, options={"SKIP_SAVE"})
     text: StringProperty(
         name="Transcript", description="The words that are said (default: the panel's Transcript; empty: audio only)",
         options={"SKIP_SAVE"},
@@ -190,6 +195,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             smoothing=round(self.arg(context, "smoothing"), 6),
             gains=parse_gains(self.arg(context, "gains")),
             text=self.transcript(context),
+            report=self.arg(context, "lipsync"),
         ).validate()
         plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
         return plan, ob
@@ -282,6 +288,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
         note = transcript_note(result.provenance.get("transcript"))
         if note:
             notes.append(note)
+        line = lipsync.store(scene.wav2sem, result.lipsync, Timing(result.fps, first, fps), ob.name)
+        if line:
+            notes.append(line)
         ob["wav2sem_model_fps"] = result.fps
         ob["wav2sem_scene_fps"] = fps
         ob["wav2sem_audio"] = gen.plan.request.audio
@@ -428,6 +437,20 @@ class WAV2SEM_OT_inspect_bundle(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (WAV2SEM_OT_generate, WAV2SEM_OT_cancel, WAV2SEM_OT_inspect_bundle)
+class WAV2SEM_OT_jump_to_frame(bpy.types.Operator):
+    """Go to this bilabial's frame (from the lip-sync report)"""
+
+    bl_idname = "wav2sem.jump_to_frame"
+    bl_label = "Jump to Frame"
+    bl_options = {"INTERNAL"}
+
+    frame: IntProperty(name="Frame", options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        context.scene.frame_set(self.frame)
+        return {"FINISHED"}
+
+
+classes = (WAV2SEM_OT_generate, WAV2SEM_OT_cancel, WAV2SEM_OT_inspect_bundle, WAV2SEM_OT_jump_to_frame)
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import bpy
 
+from .lipsync import row_text
+
+STATE_ICONS = {"CLOSED": "CHECKMARK", "OPEN": "CANCEL", "UNMEASURED": "QUESTION"}
+
 
 class WAV2SEM_PT_main(bpy.types.Panel):
     bl_idname = "WAV2SEM_PT_main"
@@ -61,6 +65,7 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.active = not settings.use_scene_start
         sub.prop(settings, "start_frame")
         col.prop(settings, "fps_policy")
+        col.prop(settings, "use_report")
         col.prop(settings, "add_sound")
         sub = col.column()
         sub.active = settings.add_sound
@@ -77,9 +82,33 @@ class WAV2SEM_PT_main(bpy.types.Panel):
             box.label(text=status.message, icon="INFO")
         elif settings.last_summary:
             layout.label(text=settings.last_summary, icon="CHECKMARK")
+        draw_report(layout, settings)
 
 
-classes = (WAV2SEM_PT_main,)
+class WAV2SEM_UL_lipsync(bpy.types.UIList):
+    """The report's bilabials: each row a button that jumps to its frame; the open ones in red."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row()
+        row.alert = item.state == "OPEN"
+        op = row.operator("wav2sem.jump_to_frame", text=row_text(item), icon=STATE_ICONS[item.state], emboss=False)
+        op.frame = item.frame
+
+
+def draw_report(layout, settings) -> None:
+    """The summary row and the list, when there is a report."""
+    if not settings.lipsync_summary:
+        return
+    missed = any(item.state == "OPEN" for item in settings.lipsync)
+    row = layout.row()
+    row.alert = missed
+    row.label(text=settings.lipsync_summary, icon="ERROR" if missed else "CHECKMARK")
+    if len(settings.lipsync):
+        layout.template_list("WAV2SEM_UL_lipsync", "", settings, "lipsync", settings, "lipsync_index",
+                             rows=min(8, len(settings.lipsync)))
+
+
+classes = (WAV2SEM_UL_lipsync, WAV2SEM_PT_main)
 
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
+from .lipsync import CLOSED_STATES
 from .writers.registry import DEFAULT_MODE, OUTPUT_MODES
 
 FPS_POLICIES = [
@@ -22,6 +31,19 @@ def _subjects(settings, context, edit_text):
 
 def _is_mesh(settings, obj) -> bool:
     return obj.type == "MESH"
+
+
+class WAV2SEM_PG_lipsync_entry(bpy.types.PropertyGroup):
+    """One /p b m/ of the last lip-sync report (wav2sem_contract.lipsync), its frame in the scene."""
+
+    phone: StringProperty(name="Phone")
+    word: StringProperty(name="Word")
+    start: FloatProperty(name="Start", subtype="TIME_ABSOLUTE")
+    end: FloatProperty(name="End", subtype="TIME_ABSOLUTE")
+    frame: IntProperty(name="Frame", description="The scene frame of the bilabial's middle")
+    state: EnumProperty(name="Lips", items=CLOSED_STATES, default="UNMEASURED")
+    peak_close: FloatProperty(name="Peak mouthClose", description="Highest mouthClose in the bilabial (-1: none)",
+                              default=-1.0)
 
 
 class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
@@ -81,6 +103,17 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
         description="A text block with the words that are said (for a longer script); used instead of the line",
     )
     last_summary: StringProperty(name="Last Result")
+    use_report: BoolProperty(
+        name="Lip-Sync Report", description="After generating, check every /p b m/ (from the transcript, else "
+        "from speech recognition) and list whether the lips closed; off saves the recognition's time",
+        default=True,
+    )
+    # the last report, saved with the .blend: its entries for the panel's list, its summary line, its JSON
+    lipsync: CollectionProperty(type=WAV2SEM_PG_lipsync_entry)
+    lipsync_index: IntProperty(name="Bilabial")
+    lipsync_summary: StringProperty(name="Lip Sync")
+    lipsync_json: StringProperty(name="Lip-Sync Report")
+    lipsync_object: StringProperty(name="Lip-Sync Object", description="The object the report was made for")
 
 
 RETARGET_MODES = [
@@ -156,7 +189,7 @@ class WAV2SEM_PG_status(bpy.types.PropertyGroup):
     message: StringProperty()
 
 
-classes = (WAV2SEM_PG_settings, WAV2SEM_PG_retarget, WAV2SEM_PG_status)
+classes = (WAV2SEM_PG_lipsync_entry, WAV2SEM_PG_settings, WAV2SEM_PG_retarget, WAV2SEM_PG_status)
 
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
