@@ -6,7 +6,9 @@ mouth's motion. Here it goes onto the head in two places, never into the mouth's
 * the face controls, on the shape keys named like them (``browInnerUp`` also plays on a rig's
   ``browInnerUp_L``/``_R``), as the NLA track ``W2S Performance`` of the shape-key datablock;
 * the head motion, on the object's ``delta_rotation_euler`` (added to the object's own rotation,
-  which stays the animator's), as the NLA track ``W2S Head Motion`` of the object.
+  which stays the animator's), as the NLA track ``W2S Head Motion`` of the object; or, for a head an
+  armature deforms, on its head bone (``head_bone.py``) as the armature's track ``W2S Head Motion``,
+  combined with the tracks below it.
 
 So an animator can mute a track, scale it (the strip's Animated Influence) or bake it. Below each
 track sits a ``... Rest`` track holding every channel at 0: Blender's NLA starts a shape key's value
@@ -25,6 +27,9 @@ from wav2sem_contract import performance as names
 from wav2sem_contract.errors import Wav2SemError
 from wav2sem_contract.result import InferResult
 
+from . import head_bone
+from .compat import fcurves_of
+from .head_bone import find_head_bone
 from .key_paths import key_path
 from .writers import PREFIX
 from .writers.base import Timing
@@ -34,6 +39,7 @@ FACE_TRACK = f"{PREFIX}Performance"
 HEAD_TRACK = f"{PREFIX}Head Motion"
 REST = " Rest"
 OWN = "wav2sem_performance"  # custom property on the actions this module made
+HEAD_OF = "wav2sem_head_of"  # on a head-bone action: the mesh whose layer it is
 HEAD_PATH = "delta_rotation_euler"
 
 
@@ -77,16 +83,64 @@ def _add_tracks(id_data: bpy.types.ID, track: str, channels: list[tuple[str, int
         strip.blend_type, strip.extrapolation = "REPLACE", "HOLD"
 
 
+def _bone_track(ob: bpy.types.Object, arm: bpy.types.Object, bone: bpy.types.PoseBone, rotation: np.ndarray,
+                frames: np.ndarray) -> str:
+    """The head motion as a strip on ``arm`` keying ``bone``'s rotation, combined with the tracks below it;
+    below it a rest strip combining the identity (which changes nothing), so that with the layer muted the
+    NLA still drives the bone, from its rest, and no stale turn stays on it."""
+    try:
+        path, values = head_bone.local_rotations(ob, arm, bone, rotation)
+    except ValueError as exc:
+        return f"no head motion ({exc}: set it to Quaternion or an Euler mode)"
+    rest = head_bone.rest_values(path)
+    first, last = int(np.floor(frames[0])) - 1, int(np.ceil(frames[-1])) + 1
+    padded = np.concatenate([[first], frames, [last]])
+    full = f'pose.bones["{bpy.utils.escape_identifier(bone.name)}"].{path}'
+    ad = arm.animation_data or arm.animation_data_create()
+    for name, still in ((HEAD_TRACK + REST, True), (HEAD_TRACK, False)):
+        action, fcurves = _new_action(f"{name} {ob.name}", arm.id_type)
+        action[HEAD_OF] = ob.name
+        for i in range(values.shape[1]):
+            if still:
+                _curve(fcurves, full, i, np.array([first], float), rest[i:i + 1])
+            else:
+                _curve(fcurves, full, i, padded, np.concatenate([[rest[i]], values[:, i], [rest[i]]]))
+        nla = ad.nla_tracks.new()
+        nla.name = name
+        strip = nla.strips.new(name, first, action)
+        strip.blend_type, strip.extrapolation = "COMBINE", "HOLD"
+    note = f"head motion on the bone '{bone.name}' of '{arm.name}'"
+    active = ad.action
+    if active is not None and ad.action_blend_type == "REPLACE" and any(
+            fc.data_path.startswith(f'pose.bones["{bpy.utils.escape_identifier(bone.name)}"].rotation')
+            for fc in fcurves_of(arm, create=False) or ()):
+        note += (f" (the action '{active.name}' keys that bone and hides it: push the action down to the NLA "
+                 "or set its blending to Combine)")
+    return note
+
+
+def _layer_tracks(ob: bpy.types.Object):
+    """(animated datablock, track name) of every place the layer of ``ob`` may have written."""
+    yield (ob.data.shape_keys if ob.type == "MESH" else None), FACE_TRACK
+    yield ob, HEAD_TRACK
+    rigged = find_head_bone(ob)
+    if rigged is not None:
+        yield rigged[0], HEAD_TRACK
+
+
 def clear(ob: bpy.types.Object) -> None:
-    """Remove the layer's tracks (and their actions, unless something else uses them) from ``ob``."""
-    key = ob.data.shape_keys if ob.type == "MESH" else None
-    for id_data, track in ((key, FACE_TRACK), (ob, HEAD_TRACK)):
+    """Remove the layer's tracks (and their actions, unless something else uses them) from ``ob`` and
+    from the armature whose head bone it turned."""
+    for id_data, track in _layer_tracks(ob):
         ad = id_data.animation_data if id_data is not None else None
         if ad is None:
             continue
         for nla in list(ad.nla_tracks):
             if nla.name not in (track, track + REST):
                 continue
+            if id_data is not ob and id_data.id_type == "OBJECT" and not all(
+                    s.action is not None and s.action.get(HEAD_OF) == ob.name for s in nla.strips):
+                continue  # another head on the same armature wrote it
             actions = [s.action for s in nla.strips if s.action is not None and s.action.get(OWN)]
             ad.nla_tracks.remove(nla)
             for action in actions:
@@ -117,10 +171,16 @@ def write(ob: bpy.types.Object, result: InferResult, timing: Timing, head: bool 
     if channels:
         _add_tracks(key, FACE_TRACK, channels, frames)
     rotation = np.asarray(result[names.HEAD], np.float64) if head and names.HEAD in result else None
+    head_note = ""
     if rotation is not None:
-        _add_tracks(ob, HEAD_TRACK, [(HEAD_PATH, i, rotation[:, i]) for i in range(3)], frames)
+        rigged = find_head_bone(ob)
+        if rigged is None:
+            _add_tracks(ob, HEAD_TRACK, [(HEAD_PATH, i, rotation[:, i]) for i in range(3)], frames)
+            head_note = "head motion"
+        else:
+            head_note = _bone_track(ob, *rigged, rotation, frames)
     written = len(controls) - len(skipped)
-    parts = [f"{written} face controls" if written else "", "head motion" if rotation is not None else ""]
+    parts = [f"{written} face controls" if written else "", head_note]
     note = "performance layer: " + (" + ".join(p for p in parts if p) or "nothing")
     if skipped and not written:
         note += " (the head has no eye, brow, cheek or nose shape keys)"
