@@ -74,9 +74,10 @@ def _decode(dec, pcm: bytes) -> None:
     dec.end_utt()
 
 
-def recognise(pcm: bytes) -> list[str]:
-    """The words PocketSphinx hears (its default en-US language model), in dictionary spelling."""
-    dec = decoder()
+def recognise(pcm: bytes, **search) -> list[str]:
+    """The words PocketSphinx hears (its default en-US language model), in dictionary spelling; ``search``:
+    decoder options (the transcript's fit check was measured with the defaults)."""
+    dec = decoder(**search)
     _decode(dec, pcm)
     hyp = dec.hyp()
     return words_of(hyp.hypstr if hyp is not None else "")
