@@ -223,6 +223,30 @@ def test_align_heads_recovers_a_known_transform():
     assert np.abs(np.array(source.matrix_world) - np.array(known)).max() < 1e-5
 
 
+def test_align_heads_finds_the_landmarks_of_a_head_without_groups():
+    """ICT (centimetres, its own topology, no W2S groups) onto FLAME (metres): the mouth found on ICT's
+    geometry and both heads' eyeballs place ICT's own mouth corners and chin onto FLAME's."""
+    be.reset()
+    verts, tris, _ = flame()
+    target = make_mesh("FLAME", verts, tris, matrix=Matrix.Rotation(math.pi / 2, 4, "X"))
+    data = ict()
+    turned = Matrix.Translation((1.0, 2.0, 0.0)) @ Matrix.Rotation(0.4, 4, "Z")
+    source = make_mesh("ICT", data["neutral"], data["face_vertex_indices"], data["face_sizes"], matrix=turned)
+    assert not source.vertex_groups
+    assert bpy.ops.wav2sem.align_heads(source="ICT", target="FLAME") == {"FINISHED"}
+    marks = data["landmarks"]
+    ict_points = {"mouth_corner_L": marks[54], "mouth_corner_R": marks[48], "chin": marks[8]}
+    flame_width = np.linalg.norm(verts[articulation.FLAME_LANDMARKS["mouth_corner_L"]]
+                                 - verts[articulation.FLAME_LANDMARKS["mouth_corner_R"]])
+    # two different faces: the corners agree closely, the chins less (measured 0.35 mouth widths apart:
+    # ICT's chin point is the bottom of its chin, FLAME's the most forward point, on another jaw)
+    for name, index in ict_points.items():
+        moved = world(source, data["neutral"][index][None])[0]
+        goal = world(target, verts[articulation.FLAME_LANDMARKS[name]][None])[0]
+        assert np.linalg.norm(moved - goal) < (0.45 if name == "chin" else 0.25) * flame_width, name
+    assert 0.005 < np.abs(np.linalg.det(np.array(source.matrix_world)[:3, :3])) ** (1 / 3) < 0.02  # cm -> m
+
+
 def test_align_heads_refuses_degenerate_landmarks_and_changes_nothing():
     be.reset()
     verts, tris, _ = flame()

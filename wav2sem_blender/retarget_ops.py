@@ -26,6 +26,8 @@ from wav2sem_contract import articulation, controls
 from wav2sem_contract.errors import Wav2SemError
 
 from .compat import key_fcurves
+from .eyes import find_eyes
+from .landmarks import triangulate
 from .properties import JAW_AXES, RETARGET_MODES
 from .retarget.binding import bind
 from .retarget.jaw import jaw_angles, jaw_open_from_offsets
@@ -61,7 +63,7 @@ from .retarget_write import (
     follow_live,
     key_bone_rotation,
 )
-from .rig import LANDMARKS, landmarks_of
+from .rig import LANDMARKS, landmarks_of, mesh_faces, take_found_note
 from .writers import PREFIX
 from .writers.common import scene_fps
 from .writers.controls import write_controls
@@ -147,8 +149,26 @@ class _RetargetOperator:
         return max_distance, falloff
 
 
+def _align_landmarks(ob: bpy.types.Object, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Landmarks to align ``ob`` on: its W2S groups, FLAME's, or the mouth found on its geometry; and the
+    eye centres from its eyeballs (``eyes.py``) where no ``W2S eye_L``/``eye_R`` group gives them."""
+    rest = rest_of(ob)
+    found = landmarks_of(ob, rest, names, detect=True)
+    if "eye_L" in found and "eye_R" in found:
+        return found
+    try:
+        frame = articulation.mouth_frame(rest, found)
+    except articulation.RigError:
+        return found  # the fit says what is wrong with these landmarks
+    flat, sizes = mesh_faces(ob)
+    eyes = find_eyes(rest, triangulate(flat, sizes), frame).eyes
+    if eyes is not None and eyes.found:
+        found = {"eye_L": eyes.left, "eye_R": eyes.right, **found}
+    return found
+
+
 class WAV2SEM_OT_align_heads(_RetargetOperator, bpy.types.Operator):
-    """Move the source head onto the target from their mouth landmarks (W2S vertex groups or FLAME's)"""
+    """Move the source head onto the target from their landmarks (W2S vertex groups, FLAME's, or found)"""
 
     bl_idname = "wav2sem.align_heads"
     bl_label = "Align Heads"
@@ -161,8 +181,7 @@ class WAV2SEM_OT_align_heads(_RetargetOperator, bpy.types.Operator):
         if source.library is not None:
             raise refuse(f"'{source.name}' is linked from another .blend and cannot be moved here.")
         names = LANDMARKS + ALIGN_OPTIONAL
-        src = landmarks_of(source, rest_of(source), names)
-        dst = landmarks_of(target, rest_of(target), names)
+        src, dst = _align_landmarks(source, names), _align_landmarks(target, names)
         common = [n for n in names if n in src and n in dst]
         try:
             fit = similarity_from_landmarks(to_world(source, np.array([src[n] for n in common])),
@@ -175,8 +194,9 @@ class WAV2SEM_OT_align_heads(_RetargetOperator, bpy.types.Operator):
 
         source.matrix_world = Matrix(fit.matrix().tolist()) @ source.matrix_world
         source["wav2sem_align_rms"] = fit.rms
-        return (f"Aligned '{source.name}' to '{target.name}' on {len(common)} landmarks: scale {fit.scale:.4g}, "
-                f"landmark error {_length(context, fit.rms)} (rms)")
+        found = "".join(f"; '{ob.name}': {note}" for ob in (source, target) for note in take_found_note(ob))
+        return (f"Aligned '{source.name}' to '{target.name}' on {len(common)} landmarks ({', '.join(common)}): "
+                f"scale {fit.scale:.4g}, landmark error {_length(context, fit.rms)} (rms){found}")
 
 
 class WAV2SEM_OT_transfer_motion(_RetargetOperator, bpy.types.Operator):
