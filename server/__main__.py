@@ -83,7 +83,6 @@ def _infer(args: argparse.Namespace) -> None:
     from .infer_options import request_from_args
 
     request = request_from_args(args, args.audio, _transcript_text(args))
-    request.report = not args.no_report
     from .progress import ConsoleProgress
 
     # The bar opens before torch is imported: that import is most of a short run's time.
@@ -144,20 +143,11 @@ def _run_infer(args: argparse.Namespace, request: InferRequest, progress: Progre
     result = animate(request, progress)
     progress("saving", 0.0)
     result.save(args.out)
-    _save_report(result, args.out)
+    from wav2sem_contract.lipsync import save_beside
+
+    save_beside(args.out, result.lipsync)
     progress("saving", 1.0)
     return result
-
-
-def _save_report(result: InferResult, out: str) -> None:
-    """The lip-sync report as OUT's name with .lipsync.json; without one, an earlier run's is removed (it
-    would describe another result)."""
-    from wav2sem_contract.lipsync import report_path, write_report
-
-    if result.lipsync is not None:
-        write_report(out, result.lipsync)
-    else:
-        report_path(out).unlink(missing_ok=True)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -221,9 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
                       "aligned /p b m/ and Wav2Sem gets the sentence's own vector (a transcript that does not fit "
                       "the audio is ignored with a notice)")
     text.add_argument("--text-file", help="the same, read from a UTF-8 text file")
-    p.add_argument("--no-report", action="store_true",
-                   help="skip the lip-sync report (OUT's name with .lipsync.json: every /p b m/ with its word, time, "
-                   "frame and whether the lips closed); without a transcript it runs speech recognition")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("infer-many", help=INFER_MANY_HELP, description=INFER_MANY_DESCRIPTION,

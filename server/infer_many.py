@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.lipsync import save_beside, summary_line
 from wav2sem_contract.request import InferRequest
 from wav2sem_contract.result import InferResult
 from wav2sem_contract.sidecars import AUDIO_TYPES, transcript_for
@@ -188,6 +189,7 @@ def _work(args: argparse.Namespace, ranks: Ranks, base: InferRequest, counts: Co
                 request = request_from_args(args, str(job.audio), _transcript(job, args.no_transcripts))
                 result = animate(request)
                 result.save(job.out)
+                save_beside(job.out, result.lipsync)
             except Wav2SemError as exc:
                 counts.failed += 1
                 lines.file(f"failed {job.name}: {exc.message} {exc.hint}".rstrip(), failed=True)
@@ -198,8 +200,9 @@ def _work(args: argparse.Namespace, ranks: Ranks, base: InferRequest, counts: Co
                 continue
             counts.done += 1
             notice = (result.provenance.get("transcript") or {}).get("notice")
+            report = f"; {summary_line(result.lipsync)}" if result.lipsync is not None else ""
             lines.file(f"done {job.name} -> {job.out} ({result.frames} frames)" + (f"; notice: {notice}" if notice
-                                                                                     else ""))
+                                                                                     else "") + report)
 
 
 def infer_many(args: argparse.Namespace) -> None:

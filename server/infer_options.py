@@ -45,6 +45,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="control models: scale one named control, e.g. --gain jawOpen=1.2 (repeatable)")
     p.add_argument("--template", help="control models: also write offsets (T, V, 3) on this mesh (.npy or .obj)")
     p.add_argument("--landmarks", help="the template's mouth landmarks as name=vertex,... (built in for FLAME)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the lip-sync report (the result's name with .lipsync.json beside it: every /p b m/ with "
+                   "its word, time, frame and whether the lips closed); without a transcript it runs speech "
+                   "recognition, about as long as the audio on 2 busy cores")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
@@ -66,6 +70,7 @@ def request_from_args(args: argparse.Namespace, audio: str, text: str | None) ->
         smoothing=args.smoothing,
         gains=parse_gains(args.gain or []),
         text=text,
+        report=not args.no_report,
     ).validate()
 
 

@@ -150,3 +150,19 @@ def test_the_summary_line_names_the_open_ones_in_scene_frames():
     # a scene starting at frame 1 at 24 fps for a 30 fps result
     assert '"map" 3.41 s (frame 84)' in summary_line(report, first_frame=1, frame_scale=24 / 30)
     assert summary_line(report, most=1).endswith("(frame 104) and 1 more")
+
+
+def test_infer_many_writes_a_report_beside_each_result_and_says_it_on_the_files_line(tmp_path):
+    folder = tmp_path / "voice"
+    folder.mkdir()
+    (folder / "line.wav").write_bytes(SAMPLE.read_bytes())
+    (folder / "line.txt").write_text(SAMPLE_TEXT, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "server", "infer-many", "--audio-dir", folder, "--out-dir",
+                           tmp_path / "out", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = InferResult.load(tmp_path / "out" / "line.npz")
+    report = json.loads(report_path(tmp_path / "out" / "line.npz").read_text(encoding="utf-8"))
+    assert report == result.lipsync and report["source"] == "transcript" and report["bilabials"] == 8
+    check_against_weights(report, result)
+    done = next(ln for ln in proc.stdout.splitlines() if " done line.wav" in ln)
+    assert done.endswith(f"; lip sync: {report['closed']} of 8 bilabials closed") or "; open: " in done, done

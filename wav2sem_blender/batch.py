@@ -101,12 +101,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def save_report(report_json: str, out: Path) -> None:
     """The lip-sync report next to the output .blend (``shot.lipsync.json``); with none (--no-report), an
     earlier run's is removed, since it would describe other keys."""
-    from wav2sem_contract.lipsync import report_path, write_report
+    from wav2sem_contract.lipsync import save_beside
 
-    if report_json:
-        write_report(out, json.loads(report_json))
-    else:
-        report_path(out).unlink(missing_ok=True)
+    save_beside(out, json.loads(report_json) if report_json else None)
 
 
 def performance_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -96,6 +96,15 @@ def write_report(result: str | Path, report: dict[str, Any]) -> Path:
     return path
 
 
+def save_beside(result: str | Path, report: dict[str, Any] | None) -> None:
+    """``report`` next to ``result`` (``write_report``); with none, an earlier run's report there is removed:
+    it would describe another result."""
+    if report is not None:
+        write_report(result, report)
+    else:
+        report_path(result).unlink(missing_ok=True)
+
+
 def summary_line(report: dict[str, Any] | None, first_frame: float = 0.0, frame_scale: float = 1.0,
                  most: int = 3) -> str:
     """One line: 'lip sync: 7 of 8 bilabials closed; open: "map" 3.41 s (frame 102)'.
