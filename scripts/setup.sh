@@ -12,7 +12,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 extra=""
 what="the server's packages (transformers, soundfile, soxr, safetensors)"
 [ "$mode" = "--test" ] && extra="[test]" && what="the server's packages, the test tools and Blender as a module (bpy, ~400 MB)"
-[ "$mode" = "--demo" ] && extra="[blender]" && what="the server's packages and Blender as a module (bpy, ~400 MB)"
+[ "$mode" = "--demo" ] && extra="[blender]" && what="the server's packages and Blender as a module (bpy, ~400 MB) with Pillow (the GIF preview)"
 quiet="-q"
 [ -t 1 ] && quiet=""
 
