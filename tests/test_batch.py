@@ -66,7 +66,8 @@ def test_folder_with_a_bad_file_finishes_the_rest_and_fails(scene):
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
     assert lines[0].startswith("[1/2] a_good.wav: OK") and lines[1].startswith("[2/2] b_bad.wav: FAILED")
     assert "not a readable audio file" in lines[1]
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a_good.blend", "a_good_Head_w2s.pc2"]
+    # the good file's .blend, its point cache and its lip-sync report; nothing for the bad one
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a_good.blend", "a_good.lipsync.json", "a_good_Head_w2s.pc2"]
     assert inspect(out_dir / "a_good.blend") == "KEYS 0 MODS W2S Cache FPS 30.0"
 
 
