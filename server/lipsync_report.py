@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.errors import Cancelled, Wav2SemError
 from wav2sem_contract.lipsync import (
     BILABIALS,
     CLOSED_THRESHOLD,
@@ -25,7 +25,8 @@ from wav2sem_contract.lipsync import (
     middle_frame,
 )
 
-from .align import force_align, recognise, to_pcm
+from .align import SAMPLE_RATE, force_align, recognise, to_pcm
+from .models.host import Progress, no_progress
 
 NOT_MEASURED = "closure is measured on control results only"
 # The report's recognition skips PocketSphinx's second (flat-lexicon) pass and caps the HMMs searched per
@@ -33,6 +34,10 @@ NOT_MEASURED = "closure is measured on control results only"
 # words on the VOCA recording (the second pass turned "Ron's" into "rollins"); the forced alignment after it
 # places the phones either way.
 SEARCH = {"fwdflat": False, "maxhmmpf": 3000}
+# Long clips are recognised in pieces of 10-15 s cut in pauses: Cancel is honoured between pieces (one
+# PocketSphinx call cannot be interrupted), and a forced alignment's cost grows faster than its length.
+PIECE_S, MIN_PIECE_S = 15.0, 10.0
+QUIET_S = 0.25
 # (phone, word, start s, end s)
 WordPhone = tuple[str, str, float, float]
 
@@ -43,21 +48,57 @@ def with_words(phones: Sequence[tuple[str, float, float]], words: Sequence[str])
     return [(str(p), str(w), float(s), float(e)) for (p, s, e), w in zip(phones, words, strict=False)]
 
 
-def recognised_phones(audio: np.ndarray) -> tuple[list[WordPhone], str]:
+def pieces(audio: np.ndarray, rate: int = SAMPLE_RATE) -> list[tuple[int, int]]:
+    """(start, end) samples of the pieces recognition takes one at a time: the whole clip up to ``PIECE_S``,
+    else cuts at the quietest quarter second between ``MIN_PIECE_S`` and ``PIECE_S`` into each piece (a
+    pause between words; a stop's closure is shorter)."""
+    n = len(audio)
+    if n <= PIECE_S * rate:
+        return [(0, n)]
+    hop = rate // 100
+    frames = n // hop
+    power = np.mean(np.square(audio[: frames * hop].reshape(frames, hop), dtype=np.float64), axis=1)
+    width = int(round(QUIET_S * 100))
+    quiet = np.convolve(power, np.ones(width) / width, mode="same")  # mean power over a quarter second
+    out, start = [], 0
+    while n - start > PIECE_S * rate:
+        lo, hi = (start + int(MIN_PIECE_S * rate)) // hop, min(frames, (start + int(PIECE_S * rate)) // hop)
+        cut = (lo + int(np.argmin(quiet[lo:hi]))) * hop
+        out.append((start, cut))
+        start = cut
+    out.append((start, n))
+    return out
+
+
+def recognised_phones(audio: np.ndarray, progress: Progress = no_progress) -> tuple[list[WordPhone], str]:
     """The phones of the words PocketSphinx recognises in 16 kHz mono ``audio``, force-aligned, and a note
-    ('' when it worked). Never raises for speech it cannot make out; only when PocketSphinx is missing."""
-    pcm = to_pcm(audio)
-    words = recognise(pcm, **SEARCH)
-    if not words:
+    ('' when it worked). Never raises for speech it cannot make out; only when PocketSphinx is missing or
+    ``progress`` says the request was cancelled (asked between pieces)."""
+    phones: list[WordPhone] = []
+    heard, lost = 0, 0
+    cuts = pieces(audio)
+    for i, (a, b) in enumerate(cuts):
+        progress("report", i / len(cuts))
+        pcm = to_pcm(audio[a:b])
+        words = recognise(pcm, **SEARCH)
+        heard += len(words)
+        if not words:
+            continue
+        try:
+            found = force_align(pcm, words)
+        except Wav2SemError:
+            lost += len(words)
+            continue
+        offset = a / SAMPLE_RATE
+        phones += [(p, w, s + offset, e + offset) for p, w, s, e in with_words(found.phones, found.phone_words)]
+    if not heard:
         return [], "no words were recognised in the audio"
-    try:
-        found = force_align(pcm, words)
-    except Wav2SemError:
-        return [], "the recognised words could not be aligned with the audio"
-    phones = with_words(found.phones, found.phone_words)
+    notes = []
+    if lost:
+        notes.append(f"{lost} of the {heard} recognised words could not be aligned with the audio")
     if not any(p[0] in BILABIALS for p in phones):
-        return phones, (f"no /p b m/ in the {len(words)} words recognised; give the transcript for a complete check")
-    return phones, ""
+        notes.append(f"no /p b m/ in the {heard} words recognised; give the transcript for a complete check")
+    return phones, "; ".join(notes)
 
 
 def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: Sequence[WordPhone],
@@ -88,13 +129,15 @@ def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: S
 
 
 def lipsync_report(kind: str, arrays: dict[str, np.ndarray], fps: float, audio: np.ndarray,
-                   transcript: dict | None) -> dict[str, Any]:
+                   transcript: dict | None, progress: Progress = no_progress) -> dict[str, Any]:
     """The report for one generation: the transcript's aligned phones when it was used, else recognition."""
     if transcript and not transcript.get("notice") and transcript.get("phones"):
         phones = with_words(transcript["phones"], transcript.get("phone_words", []))
         return build_report(kind, arrays, fps, phones, "transcript")
     try:
-        phones, note = recognised_phones(audio)
+        phones, note = recognised_phones(audio, progress)
+    except Cancelled:
+        raise
     except Wav2SemError as exc:  # PocketSphinx is not installed: the result stands, the report says why
         return build_report(kind, arrays, fps, [], "none", f"{exc.message} {exc.hint}".strip())
     return build_report(kind, arrays, fps, phones, "recognised", note)

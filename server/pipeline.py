@@ -114,7 +114,7 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         from .lipsync_report import lipsync_report
 
         progress("report", 0.0)
-        report = lipsync_report(kind, arrays, fps, raw, transcript)
+        report = lipsync_report(kind, arrays, fps, raw, transcript, progress)
         progress("report", 1.0)
     if transcript is not None:  # the aligned phones served the closures and the report; not for provenance
         transcript.pop("phones", None)

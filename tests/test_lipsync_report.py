@@ -166,3 +166,40 @@ def test_infer_many_writes_a_report_beside_each_result_and_says_it_on_the_files_
     check_against_weights(report, result)
     done = next(ln for ln in proc.stdout.splitlines() if " done line.wav" in ln)
     assert done.endswith(f"; lip sync: {report['closed']} of 8 bilabials closed") or "; open: " in done, done
+
+
+def test_long_clips_are_recognised_in_pieces_cut_in_pauses():
+    from server.audio import load_audio
+    from server.lipsync_report import PIECE_S, pieces, recognised_phones
+
+    one = load_audio(str(shared_fixture("speech", "voca_test_sentence.wav")))
+    audio = np.concatenate([one] * 3)  # 15.3 s: more than one piece
+    assert pieces(one) == [(0, len(one))]
+    cuts = pieces(audio)
+    assert len(cuts) == 2 and cuts[0][0] == 0 and cuts[0][1] == cuts[1][0] and cuts[-1][1] == len(audio)
+    assert all(b - a <= PIECE_S * 16000 for a, b in cuts)
+    cut = cuts[0][1]
+    around = np.mean(np.square(audio[cut - 2000:cut + 2000]))
+    assert around < 0.01 * np.mean(np.square(audio)), "the cut is not in a pause"
+    seen = []
+
+    def progress(stage, fraction):
+        seen.append((stage, fraction))
+
+    phones, note = recognised_phones(audio, progress)
+    assert seen == [("report", 0.0), ("report", 0.5)] and note == ""
+    myopia = [s for p, w, s, e in phones if p == "M" and w == "myopia"]
+    assert len(myopia) == 3, phones  # one in each copy, the third after the cut, at its own time
+    assert np.allclose(np.diff(myopia), len(one) / 16000, atol=0.05)
+
+
+def test_a_cancel_during_recognition_is_not_taken_for_a_missing_recogniser():
+    from server.lipsync_report import lipsync_report
+    from wav2sem_contract.errors import Cancelled
+
+    def cancelled(stage, fraction):
+        raise Cancelled()
+
+    arrays = {"weights": np.zeros((30, 1), np.float32), "names": np.array(["mouthClose"])}
+    with pytest.raises(Cancelled):
+        lipsync_report("controls", arrays, 30.0, np.zeros(16000, np.float32), None, cancelled)
