@@ -45,7 +45,9 @@ def test_infer_draws_a_bar_with_its_stages_on_a_terminal(clip, tmp_path):
     for stage in ("loading", "encode", "decode", "saving"):
         assert any(f.startswith(stage) for f in frames), stage
     assert any(f.startswith("saving") and "100%" in f and BAR in f for f in frames), run.screen[-600:]
-    assert run.screen.rstrip().endswith(f"frames at 30 fps written to {out}")
+    # the summary line, then the lip-sync report's line (the report is on by default)
+    last = run.screen.rstrip().replace("\r\n", "\n").split("\n")[-2:]
+    assert last[0].rstrip().endswith(f"frames at 30 fps written to {out}") and last[1].startswith("lip sync: "), last
     assert out.is_file()
 
 
@@ -54,7 +56,8 @@ def test_infer_prints_only_the_final_line_when_stderr_is_not_a_terminal(clip, tm
     proc = subprocess.run([sys.executable, "-m", "server", "infer", "--audio", str(clip), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines() == [f"90 frames at 30 fps written to {out}"]
+    lines = proc.stderr.splitlines()
+    assert lines[0] == f"90 frames at 30 fps written to {out}" and len(lines) == 2 and lines[1].startswith("lip sync: ")
     assert proc.stdout == ""
 
 
