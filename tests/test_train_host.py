@@ -8,6 +8,7 @@ dataset of 3 subjects x 3 sentences on an 8 x 8 vertex face (4 training, 2 valid
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -131,6 +132,8 @@ def test_outputs_and_official_format_checkpoint_converts(setup, tmp_path):
         ckpt = torch.load(reference / name, map_location="cpu", weights_only=True)
         assert "model" in ckpt
     assert torch.load(reference / "last.pt", weights_only=True)["epoch"] == 2
+    if importlib.util.find_spec("tensorboard") is not None:  # optional: event files only when installed
+        assert list((reference / "tensorboard").glob("events.*"))
 
     # best.pth is a plain official-format state dict: convert builds a bundle of the same model
     official = torch.load(reference / "best.pth", map_location="cpu", weights_only=True)
@@ -196,6 +199,8 @@ def test_training_learns_beyond_the_still_face(setup):
     still = face_metrics([(np.repeat(templates[s.subject].reshape(1, -1), len(s.vertices), 0),
                            read_vertices(data / "vertices_npy" / f"{s.name}.npy", layout.stride), None) for s in val],
                          regions).lve
+    # the trainer's own baseline file says the same
+    assert json.loads((reference / "still_face.json").read_text())["val_lve"] == pytest.approx(still, rel=1e-5)
     metrics = rows(reference / "metrics.csv")
     best = min(float(r["val_lve"]) for r in metrics)
     print(f"val LVE: still face {still:.3e}, best epoch {best:.3e}")
@@ -207,7 +212,7 @@ def test_training_learns_beyond_the_still_face(setup):
 def test_bad_requests_are_one_sentence(setup, tmp_path, capsys):
     from training.__main__ import main
 
-    root, data, encoder, _ = setup
+    root, data, encoder, reference = setup
     base = ["train", "--data", str(data), "--encoder", str(encoder), *ARGS]
     assert main([*base, "--out", str(tmp_path / "x"), "--arch", "codetalker-stage1"]) != 0
     err = capsys.readouterr().err
@@ -215,3 +220,54 @@ def test_bad_requests_are_one_sentence(setup, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "y"), "--resume", str(tmp_path / "missing.pt")]) != 0
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
+    # a resume with another recipe would silently train something else
+    assert main([*base, "--out", str(tmp_path / "z"), "--lr", "1e-3", "--resume", str(reference / "last.pt")]) != 0
+    err = capsys.readouterr().err
+    assert "lr 0.0001 instead of 0.001" in err and "Traceback" not in err
+
+
+def test_init_from_a_bundle_or_an_official_checkpoint(setup, tmp_path):
+    from training.hosts.distributed import setup as dist_setup
+    from training.hosts.trainer import TrainConfig, Trainer
+
+    root, data, encoder, reference = setup
+    want = load_bundle(reference / "bundle").model.state_dict()
+    for init in (reference / "bundle", reference / "best.pth"):
+        out = tmp_path / init.name
+        cfg = TrainConfig(data=str(data), out=str(out), encoder=str(encoder), init=str(init), quiet=True)
+        got = Trainer(cfg, dist_setup(cpu=True)).model.state_dict()
+        assert got.keys() == want.keys()
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=key)
+
+
+def test_wav2sem_training_exports_the_semantic_encoder_and_its_fusion(setup, tmp_path):
+    """--wav2sem: the official Wav2Sem file (the parity fixture's, random weights) is frozen, its fusion layer
+    trained; best.pth carries Wav2Bert.* and bert_feature_map.* as CodeTalker+Wav2Sem files do, and converts."""
+    from training.__main__ import main
+
+    root, data, encoder, _ = setup
+    fixture = shared_fixture("parity", "wav2bert_standalone")
+    config = shared_fixture("parity", "faceformer_vocaset", "wav2vec2")
+    wav2sem = fixture / "wav2bert.pth.tar"
+    out = tmp_path / "w2s"
+    assert main(["train", "--data", str(data), "--encoder", str(encoder), "--out", str(out), "--epochs", "1",
+                 "--wav2sem", str(wav2sem), "--wav2sem-config", str(config), *ARGS]) == 0
+    official = torch.load(out / "best.pth", map_location="cpu", weights_only=True)
+    assert "bert_feature_map.weight" in official
+    # the semantic encoder is exported unchanged (frozen)
+    original = torch.load(wav2sem, map_location="cpu", weights_only=True)["state_dict"]
+    for key, value in original.items():
+        torch.testing.assert_close(official[f"Wav2Bert.{key}"], value, rtol=0, atol=0)
+    layout = detect_layout(data)
+    converted = load_bundle(convert(arch="faceformer", checkpoint=str(out / "best.pth"), encoder=str(encoder),
+                                    dataset="vocaset", subjects=list(layout.style_order), wav2sem_config=str(config),
+                                    out=str(tmp_path / "converted"))).model
+    direct = load_bundle(out / "bundle").model
+    assert converted.has_semantic and converted.semantic.fusion == "consistent"
+    x = load_split(data, layout, "test")[0].input_values
+    torch.testing.assert_close(converted.generate(x, converted.style_weights(0)),
+                               direct.generate(x, direct.style_weights(0)), rtol=0, atol=0)
+    # the fusion changed the function: without the semantic vector the output differs
+    assert (direct.generate(x, direct.style_weights(0), semantic=False)
+            - direct.generate(x, direct.style_weights(0))).abs().max() > 0

@@ -14,13 +14,15 @@ on validation LVE when the dataset has lip regions, else on the autoregressive v
 
 Files in ``--out``: ``metrics.csv`` (one row per epoch), ``steps.csv`` (loss per optimiser step),
 TensorBoard events when ``tensorboard`` is installed, ``last.pt`` every epoch (weights, optimiser,
-RNG states, epoch; ``--resume`` continues from it), ``best.pt`` (weights) and ``best.pth`` (the
+RNG states, epoch; ``--resume`` continues from it), ``still_face.json`` (the validation scores of
+predicting the template, the baseline), ``best.pt`` (weights) and ``best.pth`` (the
 official FaceFormer state dict, for ``convert``), and ``bundle/`` (the best weights as a bundle).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from contextlib import contextmanager, nullcontext
@@ -165,7 +167,19 @@ class Trainer:
             self._resume(load_checkpoint(cfg.resume))
 
     # -- checkpoints ------------------------------------------------------------------------------
+    def _recipe(self) -> dict[str, object]:
+        """What a resumed run must share with the run it continues (the global batch, not the process count)."""
+        c = self.cfg
+        return {"arch": c.arch, "lr": c.lr, "global batch": c.batch_size * self.dist.world, "seed": c.seed,
+                "teacher forcing": c.teacher_forcing, "width": self.model.spec.d_model,
+                "wav2sem": self.model.semantic is not None}
+
     def _resume(self, ckpt: dict) -> None:
+        theirs, mine = ckpt.get("recipe", {}), self._recipe()
+        differ = [f"{k} {theirs[k]} instead of {mine[k]}" for k in mine if k in theirs and theirs[k] != mine[k]]
+        if differ:
+            raise Wav2SemError("resume_mismatch", f"{self.cfg.resume} was trained with {', '.join(differ)}.",
+                               "Resume with the run's own options (or start a new --out).")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.start_epoch, self.step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
@@ -175,7 +189,7 @@ class Trainer:
     def _checkpoint(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
                 "step": self.step, "best": self.best, "best_epoch": self.best_epoch, "sampler_epoch": epoch,
-                "rng": rng_state(), "config": {k: v for k, v in asdict(self.cfg).items() if v is not None}}
+                "rng": rng_state(), "recipe": self._recipe(), "config": {k: v for k, v in asdict(self.cfg).items() if v is not None}}
 
     # -- one epoch --------------------------------------------------------------------------------
     def _batches(self, epoch: int) -> list[list[int]]:
@@ -233,6 +247,17 @@ class Trainer:
         lve = metrics.result().lve if metrics is not None else None
         return {"val_loss": sum(tf) / len(tf), "val_loss_ar": sum(ar) / len(ar), "val_lve": lve}
 
+    def still_face(self) -> dict[str, float | None]:
+        """The validation scores of predicting the template (no motion): the bar a trained model must clear."""
+        tf, metrics = [], MetricAccumulator(self.regions) if self.regions is not None else None
+        for seq in self.val_set:
+            still = seq.template[None].expand_as(seq.vertices)
+            tf.extend([torch.mean((still - seq.vertices) ** 2).item()] * len(style_conditions(seq, len(
+                self.layout.style_order))))
+            if metrics is not None:
+                metrics.add(still.numpy(), seq.vertices.numpy(), name=seq.name)
+        return {"val_loss": sum(tf) / len(tf), "val_lve": metrics.result().lve if metrics is not None else None}
+
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> Path:
         main, out = self.dist.main, self.out
@@ -243,9 +268,13 @@ class Trainer:
             steps = CsvLog(out / "steps.csv", STEP_FIELDS, keep)
             metrics = CsvLog(out / "metrics.csv", METRIC_FIELDS, keep)
             board = _tensorboard(out)
+            still = self.still_face()
+            (out / "still_face.json").write_text(json.dumps(still) + "\n", encoding="utf-8")
             self._say(f"{self.layout.name} layout: {len(self.train_set)} training and {len(self.val_set)} validation "
                       f"sequences; {self.dist.world} process(es) x batch {self.cfg.batch_size}; encoder "
-                      f"{self.encoder_note}; {'teacher forcing' if self.cfg.teacher_forcing else 'autoregressive'}")
+                      f"{self.encoder_note}; {'teacher forcing' if self.cfg.teacher_forcing else 'autoregressive'}; "
+                      f"still face: val loss {still['val_loss']:.3e}"
+                      + ("" if still["val_lve"] is None else f", val LVE {still['val_lve']:.3e}"))
         for epoch in range(self.start_epoch, self.cfg.epochs):
             started = time.monotonic()
             train_loss = self.train_epoch(epoch, steps)
