@@ -150,6 +150,12 @@ def test_the_summary_line_names_the_open_ones_in_scene_frames():
     # a scene starting at frame 1 at 24 fps for a 30 fps result
     assert '"map" 3.41 s (frame 84)' in summary_line(report, first_frame=1, frame_scale=24 / 30)
     assert summary_line(report, most=1).endswith("(frame 104) and 1 more")
+    unmeasured = {"source": "recognised", "measured": False, "note": "closure is measured on control results only",
+                  "entries": [{**e, "closed": None} for e in entries]}
+    assert summary_line(unmeasured) == ("lip sync: 3 bilabials recognised in the audio, closure not measured "
+                                        "(closure is measured on control results only)")
+    assert summary_line({**unmeasured, "entries": [], "note": "no words were recognised in the audio"}) == (
+        "lip sync: no bilabials to check (no words were recognised in the audio)")
 
 
 def test_infer_many_writes_a_report_beside_each_result_and_says_it_on_the_files_line(tmp_path):

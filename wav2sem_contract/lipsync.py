@@ -117,12 +117,12 @@ def summary_line(report: dict[str, Any] | None, first_frame: float = 0.0, frame_
     entries = report.get("entries") or []
     where = {"transcript": "aligned from the transcript", "recognised": "recognised in the audio"}.get(
         report.get("source", ""), "")
-    if not report.get("measured", True):
-        line = f"lip sync: {len(entries)} bilabials {where}, closure not measured ({report.get('note', '')})"
-        return line.rstrip(" ()")
+    note = report.get("note") or ""
     if not entries:
-        note = report.get("note") or "no /p b m/ found"
-        return f"lip sync: no bilabials to check ({note})"
+        return f"lip sync: no bilabials to check ({note or 'no /p b m/ found'})"
+    if not report.get("measured", True):
+        where = f" {where}" if where else ""
+        return f"lip sync: {len(entries)} bilabials{where}, closure not measured" + (f" ({note})" if note else "")
     missed = [e for e in entries if e.get("closed") is False]
     line = f"lip sync: {len(entries) - len(missed)} of {len(entries)} bilabials closed"
     if missed:
