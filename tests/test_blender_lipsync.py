@@ -4,6 +4,7 @@ subprocess with the embedded default, the sample sentence with its transcript.""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -68,8 +69,11 @@ class Row:
 def drawn_rows(settings) -> list[dict]:
     log: list[dict] = []
     ui_list = bpy.types.WAV2SEM_UL_lipsync
+    # Blender calls draw_item with every parameter of its RNA signature: the method must take them all
+    rna = [p.identifier for p in bpy.types.UIList.bl_rna.functions["draw_item"].parameters]
+    assert list(inspect.signature(ui_list.draw_item).parameters)[1:] == rna
     for i, item in enumerate(settings.lipsync):
-        ui_list.draw_item(None, bpy.context, Row(log), settings, item, 0, settings, "lipsync_index", i)
+        ui_list.draw_item(None, bpy.context, Row(log), settings, item, 0, settings, "lipsync_index", i, 0)
     return [{**r, "alert": r["row"].alert} for r in log]
 
 

@@ -88,7 +88,7 @@ class WAV2SEM_PT_main(bpy.types.Panel):
 class WAV2SEM_UL_lipsync(bpy.types.UIList):
     """The report's bilabials: each row a button that jumps to its frame; the open ones in red."""
 
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         row = layout.row()
         row.alert = item.state == "OPEN"
         op = row.operator("wav2sem.jump_to_frame", text=row_text(item), icon=STATE_ICONS[item.state], emboss=False)
