@@ -271,3 +271,36 @@ def test_wav2sem_training_exports_the_semantic_encoder_and_its_fusion(setup, tmp
     # the fusion changed the function: without the semantic vector the output differs
     assert (direct.generate(x, direct.style_weights(0), semantic=False)
             - direct.generate(x, direct.style_weights(0))).abs().max() > 0
+
+
+@pytest.mark.parametrize("layout", ["vocaset", "biwi"])
+def test_training_forward_in_eval_mode_is_the_inference_decoder(tmp_path, layout):
+    """Both audio alignments (VOCASET interpolation, BIWI pairs): without dropout the training loop's prediction
+    equals the cached inference decoding of the same memory (server/models/decoding.py), and one epoch trains."""
+    from training.__main__ import main
+    from training.datasets.synthetic import make_dataset
+    from training.hosts.build import build_scratch
+    from training.hosts.forward import autoregressive_offsets, teacher_forced_offsets, training_memory
+
+    data = make_dataset(tmp_path / "data", layout=layout, subjects=2, sentences=2, grid=8,
+                        voices=("flite:slt", "flite:rms"), progress=False)
+    encoder = tiny_encoder_dir(tmp_path / "encoder", hidden=32)
+    lay = detect_layout(data)
+    seq = load_split(data, lay, "train")[0]
+    torch.manual_seed(0)
+    model, _ = build_scratch(lay, seq.vertices.shape[1] // 3, encoder, d_model=16)
+    torch.nn.init.normal_(model.output_layer.weight, std=1e-2)  # not the zero start: a moving face
+    model.eval()
+    with torch.no_grad():
+        memory, usable = training_memory(model, seq.input_values, seq.vertices.shape[0])
+        style = model.style(model.style_weights(0))
+        trained = autoregressive_offsets(model, memory, style, usable, 0.0)[0]
+        inferred = model.decode(memory[0, : usable * model.spec.audio_per_frame], style)
+        assert trained.shape == inferred.shape == (usable, seq.vertices.shape[1])
+        torch.testing.assert_close(trained, inferred, rtol=1e-5, atol=1e-6)
+        # the official teacher-forced path starts from vertice_map(0) + style, not the bare style: frame 0 differs
+        forced = teacher_forced_offsets(model, memory, style, trained[None], 0.0)[0]
+        assert (forced[0] - trained[0]).abs().max() > 0
+    assert main(["train", "--data", str(data), "--encoder", str(encoder), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--no-bundle", *ARGS]) == 0
+    assert np.isfinite(losses(tmp_path / "run" / "steps.csv")).all()
