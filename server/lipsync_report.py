@@ -21,6 +21,7 @@ from wav2sem_contract.lipsync import (
     BILABIALS,
     CLOSED_THRESHOLD,
     REPORT_VERSION,
+    is_closed,
     judged_frames,
     middle_frame,
 )
@@ -120,7 +121,7 @@ def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: S
         if close is not None and frames:
             span = judged_frames(start, end, frames, fps)
             entry["peak_close"] = round(float(np.max(close[span])), 3)
-            entry["closed"] = bool(np.any(close[span] > CLOSED_THRESHOLD))
+            entry["closed"] = is_closed(close, span)
         entries.append(entry)
     measured = close is not None
     return {"version": REPORT_VERSION, "source": source, "fps": float(fps), "frames": frames,
