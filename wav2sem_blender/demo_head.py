@@ -20,7 +20,8 @@ from wav2sem_contract import articulation
 
 from .demo_face_keys import performance_keys
 from .head import EYE_AZIMUTH, EYE_ELEVATION, HeadBuild, HeadStyle, head_build, make_head_object
-from .rig import add_articulation_rig
+from .rig import add_articulation_rig, landmarks_of
+from .writers.common import rest_positions
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ def _add_eyes(head, build: HeadBuild, iris) -> list:
 def _dental_arch(frame, front: np.ndarray, half_width: float, depth: float, height: float, gum: float,
                  down: bool, n: int = 72):
     """A row of teeth on an arch behind the lips: a band whose cutting edge dips between teeth, with
-    a strip of gum along its root. ``down``: the teeth point down (the upper row)."""
+    a strip of gum along its root. ``down``: the teeth point down (the upper row). Returns
+    (vertices, faces, material index per face: 0 teeth, 1 gums)."""
     beta = np.linspace(-1.25, 1.25, n)
     lat, up, fwd = frame.lateral, frame.up, frame.forward
     centre = front[None] + np.outer(half_width * np.sin(beta), lat) - np.outer(depth * (1 - np.cos(beta)), fwd)
@@ -142,7 +144,7 @@ def _dental_arch(frame, front: np.ndarray, half_width: float, depth: float, heig
     sign = -1.0 if down else 1.0
     thick = 0.0032 * (1 - 0.3 * np.abs(beta) / 1.25)
     edge = sign * (height - dip)  # the cutting edge, relative to the root line
-    rows = [  # (offset along the teeth's direction, outward offset): a closed cross-section
+    rows = [  # (offset along the teeth's direction, outward offset; -1: the back face): a closed cross-section
         (np.full(n, -sign * gum), 0.0015), (np.zeros(n), 0.0008), (edge, 0.0), (edge, -1.0),
         (np.zeros(n), -1.0), (np.full(n, -sign * gum), -1.0),
     ]
@@ -193,9 +195,7 @@ def follow_jaw(ob, head) -> None:
 
 
 def mouth_frame_of(head) -> articulation.MouthFrame:
-    from .rig import landmarks_of
-    from .writers.common import rest_positions
-
+    """The head's mouth frame, from its landmark groups (the one its rig was made with)."""
     rest = rest_positions(head).astype(np.float64)
     return articulation.mouth_frame(rest, landmarks_of(head, rest))
 
@@ -210,8 +210,9 @@ def _add_mouth(head, build: HeadBuild) -> dict[str, object]:
     gums = material("Gums", (0.55, 0.16, 0.17), roughness=0.4)
     back = 0.11 * w  # the incisors' front, behind the lips
     parts = {}
-    for name, down, drop in (("Teeth_Upper", True, 0.0), ("Teeth_Lower", False, -0.05 * w)):
-        front = slit - frame.forward * back + frame.up * (0.1 * w if down else drop - 0.1 * w)
+    for name, down in (("Teeth_Upper", True), ("Teeth_Lower", False)):
+        # the root line: the upper row's above the slit, the lower row's below it (their edges overlap)
+        front = slit - frame.forward * back + frame.up * (0.1 * w if down else -0.15 * w)
         if not down:
             front = front - frame.forward * 0.055 * w  # the lower row sits inside the upper one
         verts, faces, index = _dental_arch(frame, front, 0.36 * w, 0.42 * w, 0.14 * w, 0.06 * w, down)
