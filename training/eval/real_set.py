@@ -1,4 +1,4 @@
-"""Lip sync on real speech: the development set in ``assets/real_speech`` (16 clips, LibriSpeech,
+"""Lip sync on real speech: the development set in ``assets/real_speech`` (17 clips, LibriSpeech,
 CMU ARCTIC, LibriVox, one public-domain speech; ``SOURCES.md`` there), by speaker sex.
 
 ``python -m training.eval.real_set [--bundle B] [--folder F]`` prints the README's tables. Per clip,
