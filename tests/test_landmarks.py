@@ -397,4 +397,5 @@ def test_batch_in_one_click_on_a_head_without_landmark_groups(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("[1/1]"))
     assert "OK" in line and "articulation rig added" in line and "mouth landmarks found automatically" in line, line
-    assert inspect(out).startswith("KEYS 17 ")  # Basis + the 16 controls
+    assert "face keys added: 9 (no eyeballs found" in line, line  # the performance layer's, batch's default
+    assert inspect(out).startswith("KEYS 26 ")  # Basis + the 16 controls + brows, cheeks and nose (no eyes)
