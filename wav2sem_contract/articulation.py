@@ -83,6 +83,8 @@ def mouth_frame(vertices: np.ndarray, landmarks: dict[str, np.ndarray]) -> Mouth
     if np.linalg.norm(ahead) < 0.05 * width:
         ahead = centre - vertices.mean(axis=0)
         ahead = ahead - (ahead @ lateral) * lateral
+    if np.linalg.norm(ahead) < 1e-9 * width:
+        raise RigError("the landmarks and the head lie on one line, so the face has no forward direction")
     forward = _unit(ahead)
     up = np.cross(forward, lateral)
     drop = (chin - centre) @ up
