@@ -60,7 +60,9 @@ def test_every_mode_reproduces_the_offsets(assets, mode):
     rest = be.positions(ob).copy()
     offsets = assets["offsets"]
     first = 5
-    assert generate(assets, mode=mode, start_frame=first) == {"FINISHED"}, message()
+    # the mouth alone: the performance layer would add face keys (this 5023-vertex head takes FLAME's
+    # landmarks) whose motion is not the model's offsets
+    assert generate(assets, mode=mode, start_frame=first, performance=0.0) == {"FINISHED"}, message()
     tol = 2e-6
     if mode == "COMPACT":
         keys = [kb.name for kb in ob.data.shape_keys.key_blocks]
