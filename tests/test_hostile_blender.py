@@ -194,8 +194,8 @@ def test_generate_reports_the_replaced_curves_and_the_backup(tmp_path):
         runtime.shutdown()
     text = bpy.context.window_manager.wav2sem_status.message
     assert result == {"FINISHED"}, text
-    assert text.endswith("; replaced your curves for jawOpen (the originals are kept in the action "
-                         "'Performance (before lip sync)')"), text
+    assert ("; replaced your curves for jawOpen (the originals are kept in the action "
+            "'Performance (before lip sync)')") in text, text
     assert ob.data.shape_keys.animation_data.action == action
     assert "Blink" in {fc.data_path.split('"')[1] for fc in action_fcurves(action)}
 
@@ -278,7 +278,7 @@ def test_success_replaces_the_output_in_one_step_and_keeps_the_old_as_blend1(bat
     proc = batch(batch_scene, batch_scene["good"], "--out", str(out), "--mode", "point-cache")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[1/1] good.wav: OK" in proc.stdout and "Saved" not in proc.stdout
-    assert sorted(folder_state(out.parent)) == ["shot.blend", "shot.blend1", "shot_Head_w2s.pc2"]
+    assert sorted(folder_state(out.parent)) == ["shot.blend", "shot.blend1", "shot.lipsync.json", "shot_Head_w2s.pc2"]
     assert sha(out.with_name("shot.blend1")) == old
     assert (out.parent / "shot_Head_w2s.pc2").read_bytes().startswith(b"POINTCACHE2\0")
     assert inspect_blend(out) == "KEYS 0 MODS W2S Cache FPS 30.0"

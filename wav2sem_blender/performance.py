@@ -203,5 +203,7 @@ def _ensure_face_keys(ob: bpy.types.Object, controls: list[str]) -> list[str]:
     try:
         written, found = add_face_keys(ob)
     except Wav2SemError as exc:
+        if exc.code == "rig_landmarks":  # the full story is Find Mouth Landmarks' to tell
+            return [f"no face keys added (no mouth landmarks found on '{ob.name}')"]
         return [f"no face keys added ({exc.message.rstrip('.')})"]
     return [f"face keys added: {len(written)} ({found})"]
