@@ -119,8 +119,8 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     )
     seed: IntProperty(name="Seed", description="Seed of the performance layer's random draws", min=0, default=0,
                       options={"SKIP_SAVE"})
-    head_motion: BoolProperty(name="Head Motion", description="Also nod and tilt the head (the object's delta "
-                              "rotation) with the performance layer", default=True, options={"SKIP_SAVE"})
+    head_motion: BoolProperty(name="Head Motion", description="Also nod and tilt the head (its head bone when an "
+                              "armature deforms it, else the object's delta rotation) with the performance layer", default=True, options={"SKIP_SAVE"})
     strength: FloatProperty(name="Strength", description="Articulation strength (1: as the model made it)",
                             min=0.0, max=2.0, default=1.0, options={"SKIP_SAVE"})
     smoothing: FloatProperty(name="Smoothing", description="Zero-phase smoothing in seconds (0: none)",

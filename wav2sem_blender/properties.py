@@ -77,8 +77,8 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", description="Seed of the performance layer: the same seed, the same blinks",
                       default=0, min=0)
     head_motion: BoolProperty(
-        name="Head Motion", description="Also nod and tilt the head with the performance layer (the object's "
-        "delta rotation, about its origin; off for a head that a body rig moves)", default=True,
+        name="Head Motion", description="Also nod and tilt the head with the performance layer (its head bone "
+        "when an armature deforms it, else the object's delta rotation about its origin)", default=True,
     )
     # Artist controls (wav2sem_contract.artist): applied by the server after the model; the values used are
     # stored on the object with the result (wav2sem_strength, wav2sem_smoothing, wav2sem_gains)
