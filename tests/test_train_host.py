@@ -214,9 +214,9 @@ def test_bad_requests_are_one_sentence(setup, tmp_path, capsys):
 
     root, data, encoder, reference = setup
     base = ["train", "--data", str(data), "--encoder", str(encoder), *ARGS]
-    assert main([*base, "--out", str(tmp_path / "x"), "--arch", "codetalker-stage1"]) != 0
+    assert main([*base, "--out", str(tmp_path / "x"), "--arch", "codetalker-stage2"]) != 0
     err = capsys.readouterr().err
-    assert "not implemented yet" in err and "Traceback" not in err
+    assert "needs the trained stage-1" in err and "Traceback" not in err
     assert main([*base, "--out", str(tmp_path / "y"), "--resume", str(tmp_path / "missing.pt")]) != 0
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err

@@ -114,7 +114,8 @@ def _train(args: argparse.Namespace) -> None:
     from .hosts.trainer import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, out=args.out, encoder=args.encoder, dataset=args.dataset, arch=args.arch,
-                      wav2sem=args.wav2sem, wav2sem_config=args.wav2sem_config, init=args.init, resume=args.resume,
+                      wav2sem=args.wav2sem, wav2sem_config=args.wav2sem_config, init=args.init, vqvae=args.vqvae,
+                      resume=args.resume,
                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       teacher_forcing=args.teacher_forcing, feature_dim=args.feature_dim, regions=args.regions,
                       seed=args.seed, cpu=args.cpu, bundle=not args.no_bundle, quiet=args.quiet)
@@ -266,26 +267,33 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train FaceFormer (optionally with Wav2Sem) on a VOCASET/BIWI-layout folder, alone or under torchrun",
+        help="train FaceFormer or CodeTalker (stage 1, stage 2; optionally with Wav2Sem) on a VOCASET/BIWI-layout "
+        "folder, alone or under torchrun",
         description="The official FaceFormer recipe (Adam lr 1e-4, MSE on vertices, the autoregressive loop with "
         "gradients, conv feature extractor frozen) on the dataset's train split, validated every epoch on its val "
         "split (teacher-forced loss as official, autoregressive loss, LVE when lip regions exist). Writes "
         "metrics.csv, steps.csv, TensorBoard events (when installed), last.pt every epoch, best.pt, best.pth (the "
-        "official state dict, for convert) and bundle/. Under torchrun (torchrun --nproc_per_node N -m training "
+        "official state dict, for convert) and bundle/. CodeTalker follows its official recipes: stage 1 "
+        "(train_vq.py: AdamW 1e-4, L1 + VQ loss, VOCASET StepLR 20 x 0.5; writes best.pth = {'state_dict': "
+        "VQAutoEncoder}, no bundle), stage 2 (train_pred.py: Adam 1e-4, teacher forcing, MSE + feature "
+        "regression, the --vqvae stage 1 frozen). Under torchrun (torchrun --nproc_per_node N -m training "
         "train ...) each process takes --batch-size sequences per step.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--arch", default="faceformer", choices=("faceformer", "codetalker-stage1", "codetalker-stage2"),
-                   help="host to train (the CodeTalker stages are not implemented yet)")
+                   help="host to train: FaceFormer, CodeTalker's motion VQ-VAE (stage 1, no audio) or its speech-to-code "
+                   "predictor (stage 2, needs --vqvae)")
     p.add_argument("--data", required=True, help="dataset folder (wav/, vertices_npy/, templates.pkl)")
     p.add_argument("--dataset", choices=("vocaset", "BIWI", "biwi"),
                    help="layout (default: the folder's dataset.json, else guessed from the file names)")
-    p.add_argument("--encoder", required=True,
-                   help="Hugging Face wav2vec2/HuBERT folder (config.json, preprocessor_config.json; its weights are "
+    p.add_argument("--encoder",
+                   help="Hugging Face wav2vec2/HuBERT folder (not used by codetalker-stage1) (config.json, preprocessor_config.json; its weights are "
                    "the starting point when present, else random init)")
     p.add_argument("--wav2sem", help="official Wav2Sem semantic encoder file (frozen; its fusion layer is trained)")
     p.add_argument("--wav2sem-config", help="config folder of the Wav2Sem encoder (default: --encoder)")
     p.add_argument("--init", help="start from a bundle folder or an official FaceFormer checkpoint")
+    p.add_argument("--vqvae", help="codetalker-stage2: the stage-1 checkpoint (best.pth of a codetalker-stage1 run, "
+                   "or an official stage-1 file); frozen")
     p.add_argument("--resume", help="continue a run from its last.pt (same --out, same options)")
     p.add_argument("--out", required=True, help="folder for logs and checkpoints")
     p.add_argument("--epochs", type=int, default=100, help="passes over the training split")
@@ -294,7 +302,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
                    help="sequences per optimiser step and process (gradients averaged)")
     p.add_argument("--teacher-forcing", action="store_true",
                    help="train on the shifted ground truth (faster) instead of the official autoregressive loop")
-    p.add_argument("--feature-dim", type=int, help="decoder width (default: official 64 VOCASET, 128 BIWI)")
+    p.add_argument("--feature-dim", type=int, help="model width (default official: FaceFormer 64 VOCASET / 128 BIWI, CodeTalker 1024)")
     p.add_argument("--regions", help="folder with lve.txt/fdd.txt for validation LVE (default: <data>/regions)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and dropout seed")
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is available")

@@ -20,6 +20,7 @@ from torch import nn
 
 from server.models.bundle import load_bundle
 from server.models.checkpoints import hf_audio_keys, load_exactly, map_wav2bert, read_state_dict
+from server.models.codetalker import CodeTalker
 from server.models.encoders import hf_weights_file, load_encoder_config
 from server.models.faceformer import FaceFormer
 from server.models.host import HostModel, HostSpec
@@ -42,13 +43,19 @@ def host_spec(layout: Layout, n_vertices: int, d_model: int | None = None) -> Ho
                     2 * d, list(layout.style_order))
 
 
-def _official_init(model: HostModel) -> None:
+def init_decoder_layers(model: HostModel) -> None:
+    """``nn.MultiheadAttention``'s init (Xavier in-projection, zero biases), as both official hosts get it."""
     with torch.no_grad():
         for layer in model.decoder.layers:
             for att in (layer.self_attn, layer.cross_attn):
                 nn.init.xavier_uniform_(att.in_proj.weight)
                 nn.init.zeros_(att.in_proj.bias)
                 nn.init.zeros_(att.out_proj.bias)
+
+
+def _official_init(model: HostModel) -> None:
+    init_decoder_layers(model)
+    with torch.no_grad():
         bound = 1.0 / math.sqrt(len(model.spec.subjects))
         nn.init.uniform_(model.style.weight, -bound, bound)
         nn.init.zeros_(model.output_layer.weight)
@@ -73,18 +80,28 @@ def _released_encoder(model: HostModel, encoder_dir: Path) -> bool:
 def build_scratch(layout: Layout, n_vertices: int, encoder_dir: str | Path, d_model: int | None = None,
                   wav2sem: str | Path | None = None, wav2sem_config: str | Path | None = None) -> tuple[HostModel, str]:
     """A new FaceFormer and a one-line note of where its encoder weights came from."""
+    config, sem_config = audio_configs(encoder_dir, wav2sem, wav2sem_config)
+    model = FaceFormer(host_spec(layout, n_vertices, d_model), config, sem_config, "consistent")
+    _official_init(model)
+    return model, load_encoders(model, encoder_dir, wav2sem)
+
+
+def audio_configs(encoder_dir: str | Path, wav2sem: str | Path | None, wav2sem_config: str | Path | None):
+    """The audio encoder's config (wav2vec2/HuBERT only) and the Wav2Sem encoder's (None without Wav2Sem)."""
     config = load_encoder_config(encoder_dir)
     if config.model_type == "whisper":
         raise Wav2SemError("train_encoder", "Host training needs a wav2vec2/HuBERT audio encoder, not Whisper.",
                            "Pass --encoder with a Hugging Face wav2vec2 or HuBERT folder.")
-    sem_config = load_encoder_config(wav2sem_config or encoder_dir) if wav2sem else None
-    model = FaceFormer(host_spec(layout, n_vertices, d_model), config, sem_config, "consistent")
-    _official_init(model)
+    return config, load_encoder_config(wav2sem_config or encoder_dir) if wav2sem else None
+
+
+def load_encoders(model: HostModel, encoder_dir: str | Path, wav2sem: str | Path | None) -> str:
+    """The encoder folder's released weights (if any) and the Wav2Sem file; a note of where the weights came from."""
     note = "released weights" if _released_encoder(model, Path(encoder_dir)) else "random init (no weights in folder)"
     if wav2sem:
         target = model.semantic.encoder.model
         load_exactly(target, map_wav2bert(read_state_dict(wav2sem), target), Path(wav2sem).name)
-    return model, note
+    return note
 
 
 def build_from(init: str | Path, layout: Layout, n_vertices: int, out: Path, encoder_dir: str | Path,
@@ -108,11 +125,15 @@ def build_from(init: str | Path, layout: Layout, n_vertices: int, out: Path, enc
 
 
 def freeze(model: HostModel) -> None:
-    """Official: the conv feature extractor is frozen; the Wav2Sem encoder is frozen as a whole."""
-    for p in model.audio_encoder.model.feature_extractor.parameters():
-        p.requires_grad_(False)
+    """Official: the conv feature extractor is frozen; the Wav2Sem encoder is frozen as a whole; so is
+    CodeTalker's stage-1 VQ-VAE in stage 2 (official ``stage2.py`` sets ``requires_grad = False``)."""
+    frozen = [model.audio_encoder.model.feature_extractor]
     if model.semantic is not None:
-        for p in model.semantic.encoder.parameters():
+        frozen.append(model.semantic.encoder)
+    if isinstance(model, CodeTalker):
+        frozen.append(model.vq)
+    for module in frozen:
+        for p in module.parameters():
             p.requires_grad_(False)
 
 
@@ -122,3 +143,5 @@ def train_mode(model: HostModel) -> None:
     model.train()
     if model.semantic is not None:
         model.semantic.encoder.eval()
+    if isinstance(model, CodeTalker):  # official train_pred.py: model.autoencoder.eval()
+        model.vq.eval()

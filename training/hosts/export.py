@@ -1,4 +1,6 @@
-"""Our FaceFormer weights as the state dict official FaceFormer saves (``torch.save(model.state_dict())``).
+"""Our FaceFormer weights as the state dict official FaceFormer saves (``torch.save(model.state_dict())``),
+and CodeTalker stage 2's the same way (its style table and ``feat_map`` under the official names, no
+stage-1 keys; ``python -m server convert --arch codetalker --checkpoint best.pth --vqvae STAGE1``).
 
 The inverse of ``server/models/checkpoints.py:map_host`` (+ ``map_wav2bert`` for a Wav2Sem encoder,
 stored under ``Wav2Bert.*`` with ``bert_feature_map.*`` as in CodeTalker+Wav2Sem files), so
@@ -28,6 +30,7 @@ _RULES = [
     (r"^audio_proj\.", "audio_feature_map."),
     (r"^motion_in\.", "vertice_map."),
     (r"^motion_out\.", "vertice_map_r."),
+    (r"^feat_map\.", "feat_map."),
     (r"^audio_encoder\.model\.", "audio_encoder."),
     (r"^semantic\.project\.", "bert_feature_map."),
     (r"^semantic\.encoder\.model\.feature_extractor\.", "Wav2Bert.FeatureExtractor."),
@@ -55,15 +58,21 @@ def _official_name(key: str) -> str:
 
 
 def official_state(model: HostModel) -> dict[str, torch.Tensor]:
-    """A plain ``name -> tensor`` dict in the official FaceFormer layout (CPU, contiguous)."""
+    """A plain ``name -> tensor`` dict in the official layout of the host (CPU, contiguous).
+
+    CodeTalker stage 2 leaves out its stage-1 VQ-VAE, as official ``save_checkpoint(stage=2)`` drops
+    every ``autoencoder`` key (``convert --vqvae`` reads it from the stage-1 file)."""
     out: dict[str, torch.Tensor] = {}
     period = model.spec.period
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
+        if key.startswith("vq."):
+            continue
         if key == "decoder.ppe":
             out["PPE.pe"] = value.repeat(OFFICIAL_MAX_LEN // period + 1, 1)[None].contiguous()
         elif key == "style.weight":
-            out["obj_vector.weight"] = value.t().contiguous()
+            style = value.t() if model.official_style_transposed else value
+            out[model.official_style_key] = style.contiguous()
         else:
             out[_official_name(key)] = value.contiguous()
     return out

@@ -1,8 +1,9 @@
-"""``train --arch faceformer``: the official FaceFormer recipe on a VOCASET/BIWI-layout folder.
+"""``train --arch faceformer|codetalker-stage1|codetalker-stage2`` on a VOCASET/BIWI-layout folder.
 
-Recipe (official ``main.py``): Adam, lr 1e-4, on the parameters that require gradients; MSE on
-vertices; one sequence per forward; training with ``teacher_forcing=False`` (the autoregressive loop
-with gradients); validation loss with teacher forcing, over every training style for an unseen
+What differs between the hosts (model, loss, optimiser, validation, official file) is in ``arches.py``;
+this loop, the data, DDP, checkpoints and resume are shared. FaceFormer's recipe (official ``main.py``):
+Adam, lr 1e-4, on the parameters that require gradients; MSE on vertices; one sequence per forward;
+training with ``teacher_forcing=False`` (the autoregressive loop with gradients); validation loss with teacher forcing, over every training style for an unseen
 subject. ``--batch-size B`` averages the gradients of B sequences per optimiser step (official:
 ``--gradient_accumulation_steps``, default 1, which sums instead); under torchrun each process takes
 B sequences, so the global batch is B x processes and the step equals a one-process step of that
@@ -16,7 +17,8 @@ Files in ``--out``: ``metrics.csv`` (one row per epoch), ``steps.csv`` (loss per
 TensorBoard events when ``tensorboard`` is installed, ``last.pt`` every epoch (weights, optimiser,
 RNG states, epoch; ``--resume`` continues from it), ``still_face.json`` (the validation scores of
 predicting the template, the baseline), ``best.pt`` (weights) and ``best.pth`` (the
-official FaceFormer state dict, for ``convert``), and ``bundle/`` (the best weights as a bundle).
+official-format checkpoint of the arch, for ``convert``), and ``bundle/`` (the best weights as a bundle;
+not for CodeTalker stage 1, which has no audio path).
 """
 
 from __future__ import annotations
@@ -38,11 +40,9 @@ from wav2sem_contract.errors import Wav2SemError
 
 from ..datasets.registry import detect_layout
 from ..eval.face_metrics import MetricAccumulator, read_regions
-from .build import build_from, build_scratch, freeze, train_mode
+from .arches import HostLoss, get_arch
 from .data import Sequence, load_split, normalizes, one_hot, style_conditions
 from .distributed import Dist, setup
-from .export import official_state
-from .forward import sequence_loss, training_memory
 from .state import load_checkpoint, rng_state, save_atomic, set_rng_state
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_loss_ar", "val_lve", "best", "seconds"]
@@ -53,12 +53,13 @@ STEP_FIELDS = ["epoch", "step", "loss"]
 class TrainConfig:
     data: str
     out: str
-    encoder: str
+    encoder: str | None = None
     dataset: str | None = None
     arch: str = "faceformer"
     wav2sem: str | None = None
     wav2sem_config: str | None = None
     init: str | None = None
+    vqvae: str | None = None
     resume: str | None = None
     epochs: int = 100
     lr: float = 1e-4
@@ -70,19 +71,6 @@ class TrainConfig:
     cpu: bool = False
     bundle: bool = True
     quiet: bool = False
-
-
-class SequenceLoss(nn.Module):
-    """The host behind the loss, so DistributedDataParallel sees every forward."""
-
-    def __init__(self, model: nn.Module, teacher_forcing: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.teacher_forcing = teacher_forcing
-
-    def forward(self, input_values, vertices, template, style_weights):
-        return sequence_loss(self.model, input_values, vertices, template, style_weights,
-                             teacher_forcing=self.teacher_forcing)
 
 
 @contextmanager
@@ -127,37 +115,32 @@ def _tensorboard(out: Path):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, dist: Dist) -> None:
-        if cfg.arch != "faceformer":
-            raise Wav2SemError("train_arch", f"Training '{cfg.arch}' is not implemented yet; faceformer is.",
-                               "Use --arch faceformer.")
+        self.arch = get_arch(cfg.arch)
+        if self.arch.needs_encoder and not cfg.encoder:
+            raise Wav2SemError("bad_request", f"--arch {cfg.arch} needs the audio encoder folder.",
+                               "Pass --encoder with a Hugging Face wav2vec2 or HuBERT folder.")
         if cfg.batch_size < 1 or cfg.epochs < 1:
             raise Wav2SemError("bad_request", "--batch-size and --epochs must be at least 1.", "Pass positive values.")
         self.cfg, self.dist = cfg, dist
         self.out = Path(cfg.out)
         self.layout = detect_layout(cfg.data, cfg.dataset.lower() if cfg.dataset else None)
-        norm = normalizes(cfg.encoder)
+        norm = normalizes(cfg.encoder) if cfg.encoder else True
         self.train_set = load_split(cfg.data, self.layout, "train", norm)
         self.val_set = load_split(cfg.data, self.layout, "val", norm)
         regions_dir = Path(cfg.regions) if cfg.regions else Path(cfg.data) / "regions"
         self.regions = read_regions(regions_dir) if regions_dir.is_dir() else None
         n_vertices = self.train_set[0].vertices.shape[1] // 3
         torch.manual_seed(cfg.seed)
-        if cfg.init:
-            self.model = build_from(cfg.init, self.layout, n_vertices, self.out, cfg.encoder, cfg.wav2sem,
-                                    cfg.wav2sem_config)
-            self.encoder_note = f"from {cfg.init}"
-        else:
-            self.model, self.encoder_note = build_scratch(self.layout, n_vertices, cfg.encoder, cfg.feature_dim,
-                                                          cfg.wav2sem, cfg.wav2sem_config)
-        freeze(self.model)
+        self.model, self.encoder_note = self.arch.build(cfg, self.layout, n_vertices, self.out)
+        self.arch.freeze(self.model)
         self.model.to(dist.device)
-        self.loss = SequenceLoss(self.model, cfg.teacher_forcing)
+        self.loss = HostLoss(self.model, self.arch.loss_fn(cfg))
         if dist.active:
             ids = [dist.device.index] if dist.device.type == "cuda" else None
             # LayerDrop in the encoder skips whole layers in some steps: their parameters get no gradient
             self.loss = nn.parallel.DistributedDataParallel(self.loss, device_ids=ids, find_unused_parameters=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        self.optimizer, self.scheduler = self.arch.optimizer(params, cfg, self.layout)
         # drop_last: every process gets the same number of sequences, so steps stay in lockstep
         self.sampler = DistributedSampler(range(len(self.train_set)), num_replicas=dist.world, rank=dist.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=True)
@@ -171,8 +154,7 @@ class Trainer:
         """What a resumed run must share with the run it continues (the global batch, not the process count)."""
         c = self.cfg
         return {"arch": c.arch, "lr": c.lr, "global batch": c.batch_size * self.dist.world, "seed": c.seed,
-                "teacher forcing": c.teacher_forcing, "width": self.model.spec.d_model,
-                "wav2sem": self.model.semantic is not None}
+                **self.arch.recipe(self.model, c)}
 
     def _resume(self, ckpt: dict) -> None:
         theirs, mine = ckpt.get("recipe", {}), self._recipe()
@@ -182,13 +164,16 @@ class Trainer:
                                "Resume with the run's own options (or start a new --out).")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         self.start_epoch, self.step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
         self.best, self.best_epoch = float(ckpt["best"]), int(ckpt["best_epoch"])
         set_rng_state(ckpt["rng"])
 
     def _checkpoint(self, epoch: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                "step": self.step, "best": self.best, "best_epoch": self.best_epoch, "sampler_epoch": epoch,
+        scheduler = {} if self.scheduler is None else {"scheduler": self.scheduler.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **scheduler,
+                "epoch": epoch, "step": self.step, "best": self.best, "best_epoch": self.best_epoch, "sampler_epoch": epoch,
                 "rng": rng_state(), "recipe": self._recipe(), "config": {k: v for k, v in asdict(self.cfg).items() if v is not None}}
 
     # -- one epoch --------------------------------------------------------------------------------
@@ -199,7 +184,7 @@ class Trainer:
         return [local[i: i + b] for i in range(0, len(local), b)]
 
     def train_epoch(self, epoch: int, steps: CsvLog | None) -> float:
-        train_mode(self.model)
+        self.arch.train_mode(self.model)
         n_styles = len(self.layout.style_order)
         total = count = 0.0
         batches = self._batches(epoch)
@@ -227,25 +212,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / count:.3e}")
         return total / max(count, 1.0)
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float | None]:
-        """Teacher-forced loss (official validation), the autoregressive loss and LVE of ``predict``."""
-        model = self.model.eval()
-        n_styles = len(self.layout.style_order)
-        tf, ar = [], []
-        metrics = MetricAccumulator(self.regions) if self.regions is not None else None
-        for seq in self.val_set:
-            x, v, t = _to(seq, self.dist.device)
-            for style in style_conditions(seq, n_styles):
-                w = one_hot(style, n_styles).to(self.dist.device)
-                tf.append(sequence_loss(model, x, v, t, w, teacher_forcing=True).item())
-                memory, usable = training_memory(model, x, v.shape[0])
-                pred = model.decode(memory[0, : usable * model.spec.audio_per_frame], model.style(w)) + t[None]
-                ar.append(torch.mean((pred - v[:usable]) ** 2).item())
-                if metrics is not None:
-                    metrics.add(pred.cpu().numpy(), v[:usable].cpu().numpy(), name=seq.name)
-        lve = metrics.result().lve if metrics is not None else None
-        return {"val_loss": sum(tf) / len(tf), "val_loss_ar": sum(ar) / len(ar), "val_lve": lve}
+        """The arch's official validation loss, the MSE and LVE of what inference produces."""
+        return self.arch.validate(self.model, self.val_set, len(self.layout.style_order), self.regions,
+                                  self.dist.device)
 
     def still_face(self) -> dict[str, float | None]:
         """The validation scores of predicting the template (no motion): the bar a trained model must clear."""
@@ -272,12 +242,14 @@ class Trainer:
             (out / "still_face.json").write_text(json.dumps(still) + "\n", encoding="utf-8")
             self._say(f"{self.layout.name} layout: {len(self.train_set)} training and {len(self.val_set)} validation "
                       f"sequences; {self.dist.world} process(es) x batch {self.cfg.batch_size}; encoder "
-                      f"{self.encoder_note}; {'teacher forcing' if self.cfg.teacher_forcing else 'autoregressive'}; "
+                      f"{self.encoder_note}; {self.arch.describe(self.cfg)}; "
                       f"still face: val loss {still['val_loss']:.3e}"
                       + ("" if still["val_lve"] is None else f", val LVE {still['val_lve']:.3e}"))
         for epoch in range(self.start_epoch, self.cfg.epochs):
             started = time.monotonic()
             train_loss = self.train_epoch(epoch, steps)
+            if self.scheduler is not None:  # per epoch, after training, as official train_vq.py
+                self.scheduler.step()
             if main:
                 val = self.validate()
                 score = val["val_lve"] if val["val_lve"] is not None else val["val_loss_ar"]
@@ -285,7 +257,7 @@ class Trainer:
                 if improved:
                     self.best, self.best_epoch = score, epoch
                     save_atomic({"model": self.model.state_dict(), "epoch": epoch, "score": score}, out / "best.pt")
-                    save_atomic(official_state(self.model), out / "best.pth")
+                    save_atomic(self.arch.official(self.model), out / "best.pth")
                 row = {"epoch": epoch, "train_loss": repr(train_loss), **{k: repr(v) for k, v in val.items()},
                        "best": int(improved), "seconds": f"{time.monotonic() - started:.1f}"}
                 metrics.add(row)
@@ -296,10 +268,11 @@ class Trainer:
                     board.flush()
                 save_atomic(self._checkpoint(epoch), out / "last.pt")  # last: a kill before it redoes the epoch
                 lve = "" if val["val_lve"] is None else f", val LVE {val['val_lve']:.3e}"
-                self._say(f"epoch {epoch + 1}: train {train_loss:.3e}, val {val['val_loss']:.3e} (teacher forced) "
-                          f"{val['val_loss_ar']:.3e} (autoregressive){lve}{' *' if improved else ''}")
+                names = self.arch.val_names
+                self._say(f"epoch {epoch + 1}: train {train_loss:.3e}, val {val['val_loss']:.3e} ({names[0]}) "
+                          f"{val['val_loss_ar']:.3e} ({names[1]}){lve}{' *' if improved else ''}")
             self.dist.barrier()
-        if main and self.cfg.bundle and (out / "best.pt").is_file():
+        if main and self.cfg.bundle and self.arch.writes_bundle and (out / "best.pt").is_file():
             self._write_bundle()
         if board is not None:
             board.close()
