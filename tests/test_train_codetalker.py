@@ -5,7 +5,8 @@ What the parity fixture allows (it holds an official stage-2 checkpoint with sta
 straight-through quantiser, the stage-1 decoder) fed the tokens ``predict`` feeds reproduces ``predict``;
 the stage-1 loss of the fixture's autoencoder follows the official formula. Then the trainer on a tiny
 synthetic dataset: stage 1 learns and converts, stage 2 trains over it, converts and infers, a killed
-stage-1 run and a stopped stage-2 run resume exactly. The DDP machinery is the FaceFormer test's.
+stage-1 run and a stopped stage-2 run resume exactly, both stages train and convert on a BIWI-layout
+folder. The DDP machinery is the FaceFormer test's.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def test_stage1_learns_and_its_file_converts(trained, tmp_path):
     assert rec[-1] < rec[0] and column(stage1 / "metrics.csv", "train_loss")[-1] < column(stage1 / "metrics.csv",
                                                                                            "train_loss")[0]
     assert not (stage1 / "bundle").exists()
+    last = torch.load(stage1 / "last.pt", map_location="cpu", weights_only=True)
+    assert last["scheduler"]["last_epoch"] == 3 and last["scheduler"]["step_size"] == 20  # VOCASET StepLR
     official = torch.load(stage1 / "best.pth", map_location="cpu", weights_only=True)
     assert set(official) == {"state_dict"} and "quantize.embedding.weight" in official["state_dict"]
     # convert --vqvae reads it: the bundle's VQ-VAE is the trained one
@@ -262,6 +265,28 @@ def test_a_stopped_stage2_run_resumes_exactly(trained, tmp_path):
     run(out, data, *s2_args(encoder, stage1), "--epochs", "2", "--resume", str(out / "last.pt"))
     np.testing.assert_allclose(column(out / "steps.csv", "loss"), column(stage2 / "steps.csv", "loss"), rtol=1e-6)
     assert [r["epoch"] for r in rows(out / "metrics.csv")] == ["0", "1"]
+
+
+def test_biwi_layout_trains_both_stages_and_converts(tmp_path):
+    """BIWI's stage 1 has the extra linears and no output bias, its stage 2 12 layers and paired audio frames."""
+    from training.__main__ import main
+    from training.datasets.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "data", layout="biwi", subjects=2, sentences=2, grid=8,
+                        voices=("flite:slt", "flite:rms"), progress=False)
+    encoder = tiny_encoder_dir(tmp_path / "encoder", hidden=32)
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    assert main(["train", "--data", str(data), "--out", str(s1), *S1, "--epochs", "1"]) == 0
+    assert "scheduler" not in torch.load(s1 / "last.pt", map_location="cpu", weights_only=True)  # BIWI: no StepLR
+    assert main(["train", "--data", str(data), "--out", str(s2), *s2_args(encoder, s1), "--epochs", "1"]) == 0
+    out = convert(arch="codetalker", checkpoint=str(s2 / "best.pth"), vqvae=str(s1 / "best.pth"), encoder=str(encoder),
+                  dataset="BIWI", out=str(tmp_path / "b"), subjects=list(detect_layout(data).style_order))
+    converted, direct = load_bundle(out).model, load_bundle(s2 / "bundle").model
+    assert converted.vq.spec.code_projection and not converted.vq.spec.output_bias
+    assert converted.spec.n_layers == 12 and converted.spec.alignment == "pairs"
+    theirs = direct.state_dict()
+    for key, value in converted.state_dict().items():
+        assert torch.equal(value, theirs[key]), key
 
 
 def test_codetalker_bad_requests_are_one_sentence(trained, tmp_path, capsys):
