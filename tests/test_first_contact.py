@@ -74,16 +74,17 @@ def test_demo_scene_uses_no_call_deprecated_for_blender_6(tmp_path):
     import bpy
 
     from wav2sem_blender.demo import build_scene
+    from wav2sem_blender.demo_head import CHARACTERS
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        build_scene(REPO / "assets" / "sample_sentence.wav")
+        build_scene("a")
     assert not [w for w in caught if "removed in Blender" in str(w.message)], [str(w.message) for w in caught]
-    # the look is unchanged: the skin colour on the material's shader, the background on the world's
+    # the look reaches the renderer: the skin colour on the material's shader, the background on the world's
     skin = bpy.data.materials["Skin"].node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value
-    assert tuple(round(c, 3) for c in skin) == (0.45, 0.22, 0.15, 1.0)
+    assert tuple(skin) == pytest.approx((*CHARACTERS["a"].skin, 1.0))
     world = bpy.context.scene.world.node_tree.nodes["Background"].inputs["Color"].default_value
-    assert tuple(round(c, 3) for c in world) == (0.18, 0.2, 0.24, 1.0)
+    assert tuple(round(c, 3) for c in world) == (0.09, 0.1, 0.12, 1.0)
 
 
 
