@@ -30,6 +30,14 @@ def stay_offline() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def say(text: str, stream=None) -> None:
+    """``text`` as one line in a single write, flushed: processes sharing a pipe (torchrun's ranks) would
+    otherwise split each other's lines (``print`` writes the text and the newline separately)."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def run_command(func: Callable[[argparse.Namespace], object], args: argparse.Namespace) -> int:
     """Run one command: exit status 0, or one plain ``error: ...`` line on stderr and a non-zero status."""
     from wav2sem_contract.errors import Wav2SemError
@@ -37,14 +45,14 @@ def run_command(func: Callable[[argparse.Namespace], object], args: argparse.Nam
     try:
         func(args)
     except Wav2SemError as exc:
-        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
+        say(f"error: {exc.message} {exc.hint}".rstrip(), sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
+        say("error: interrupted.", sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line, the traceback only on request
         if os.environ.get("WAV2SEM_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set WAV2SEM_DEBUG=1 for details)", file=sys.stderr)
+        say(f"error: unexpected {type(exc).__name__}: {exc} (set WAV2SEM_DEBUG=1 for details)", sys.stderr)
         return 1
     return 0

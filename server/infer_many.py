@@ -23,6 +23,7 @@ from wav2sem_contract.request import InferRequest
 from wav2sem_contract.result import InferResult
 from wav2sem_contract.sidecars import AUDIO_TYPES, transcript_for
 
+from .cli import say
 from .infer_options import request_from_args
 from .pipeline import check_result_path
 from .progress import console_bar
@@ -218,12 +219,12 @@ def infer_many(args: argparse.Namespace) -> None:
         except Exception as exc:  # noqa: BLE001 - still reach the end below, or torchrun would stop the others
             problem = exc
         if problem is None:  # before the totals, so that rank 0's line of them comes after every rank's own
-            print(f"{ranks.prefix} {counts.line()}", flush=True)
+            say(f"{ranks.prefix} {counts.line()}")
         mine = [counts.done, counts.skipped, counts.failed, int(problem is not None)]
         done, skipped, failed, stopped = end.totals(mine)
     if end.grouped and ranks.rank == 0:
         also = f", {stopped} of {ranks.world} processes stopped (see their error lines)" if stopped else ""
-        print(f"[all {ranks.world} ranks] {Counts(done, skipped, failed).line()}{also}", flush=True)
+        say(f"[all {ranks.world} ranks] {Counts(done, skipped, failed).line()}{also}")
     if problem is not None:
         if isinstance(problem, Wav2SemError) and ranks.world > 1:
             raise Wav2SemError(problem.code, f"{ranks.prefix} {problem.message}", problem.hint) from problem
