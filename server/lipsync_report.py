@@ -20,6 +20,7 @@ from wav2sem_contract.errors import Cancelled, Wav2SemError
 from wav2sem_contract.lipsync import (
     BILABIALS,
     CLOSED_THRESHOLD,
+    REPORT_MARK,
     REPORT_VERSION,
     is_closed,
     judged_frames,
@@ -124,7 +125,7 @@ def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: S
             entry["closed"] = is_closed(close, span)
         entries.append(entry)
     measured = close is not None
-    return {"version": REPORT_VERSION, "source": source, "fps": float(fps), "frames": frames,
+    return {"report": REPORT_MARK, "version": REPORT_VERSION, "source": source, "fps": float(fps), "frames": frames,
             "threshold": CLOSED_THRESHOLD, "measured": measured, "note": note, "bilabials": len(entries),
             "closed": sum(1 for e in entries if e["closed"]) if measured else None, "entries": entries}
 

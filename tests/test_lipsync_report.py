@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO, shared_fixture
-from wav2sem_contract.lipsync import report_path, summary_line
+from wav2sem_contract.lipsync import REPORT_MARK, report_path, save_beside, summary_line, write_report
 from wav2sem_contract.result import InferResult
 
 pytest.importorskip("pocketsphinx", reason="the report needs pocketsphinx (a base dependency)")
@@ -106,12 +106,24 @@ def test_infer_without_text_on_real_speech_finds_the_words(tmp_path):
 
 def test_no_report_writes_none_and_removes_an_older_one(tmp_path):
     out = tmp_path / "take.npz"
-    report_path(out).write_text("{}", encoding="utf-8")  # an earlier run's
+    earlier = {"report": REPORT_MARK, "version": 1, "source": "none", "entries": [], "bilabials": 0}
+    report_path(out).write_text(json.dumps(earlier), encoding="utf-8")  # an earlier run's
     proc = infer("--audio", SAMPLE, "--out", out, "--no-report")
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and not report_path(out).exists()
     assert InferResult.load(out).lipsync is None
     assert "lip sync" not in proc.stderr
+
+
+def test_no_report_leaves_a_file_of_that_name_that_is_not_ours(tmp_path):
+    out = tmp_path / "take.npz"
+    for text in ('{"my": "notes"}', "not json at all", '{"version": 1}'):
+        report_path(out).write_text(text, encoding="utf-8")
+        save_beside(out, None)
+        assert report_path(out).read_text(encoding="utf-8") == text
+    write_report(out, {"report": REPORT_MARK, "version": 1, "entries": []})
+    save_beside(out, None)
+    assert not report_path(out).exists()
 
 
 def test_a_vertex_model_lists_the_bilabials_without_measuring_them(tmp_path):

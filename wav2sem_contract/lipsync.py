@@ -8,7 +8,7 @@ numpy + stdlib only. One definition of a closure serves the server's per-clip re
 A report (``dict``, saved as ``<result>.lipsync.json`` next to a result by ``infer`` and batch.py,
 and inside the result's ``.npz``) is::
 
-    {"version": 1, "source": "transcript" | "recognised" | "none", "fps": 30.0, "frames": T,
+    {"report": "wav2sem lip sync", "version": 1, "source": "transcript" | "recognised" | "none", "fps": 30.0, "frames": T,
      "threshold": 0.5, "measured": true, "note": "", "bilabials": N, "closed": n,
      "entries": [{"phone": "P", "word": "pam", "start": 2.5, "end": 2.6, "frame": 77,
                   "peak_close": 0.97, "closed": true, "source": "transcript"}, ...]}
@@ -33,6 +33,7 @@ from .errors import Wav2SemError
 BILABIALS = ("P", "B", "M")
 CLOSED_THRESHOLD = 0.5
 REPORT_VERSION = 1
+REPORT_MARK = "wav2sem lip sync"  # the "report" field: a file without it is not ours to replace or remove
 SUFFIX = ".lipsync.json"
 
 
@@ -96,12 +97,26 @@ def write_report(result: str | Path, report: dict[str, Any]) -> Path:
     return path
 
 
+def is_report_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a report this project wrote: the mark, or (reports from before the mark)
+    version 1 with the report's own fields."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    return data.get("report") == REPORT_MARK or (
+        data.get("version") == 1 and {"source", "threshold", "entries", "bilabials"} <= set(data))
+
+
 def save_beside(result: str | Path, report: dict[str, Any] | None) -> None:
-    """``report`` next to ``result`` (``write_report``); with none, an earlier run's report there is removed:
-    it would describe another result."""
+    """``report`` next to ``result`` (``write_report``); with none, an earlier run's report there is removed,
+    since it would describe another result, but only when it is one of ours (``is_report_file``): a user's
+    own file of that name stays."""
     if report is not None:
         write_report(result, report)
-    else:
+    elif is_report_file(report_path(result)):
         report_path(result).unlink(missing_ok=True)
 
 
