@@ -11,7 +11,6 @@ folder. The DDP machinery is the FaceFormer test's.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from server.models.checkpoints import map_stage1
 from server.models.codetalker import FeedbackDecoder
 from tests.bundles import tiny_encoder_dir
 from tests.helpers import REPO, shared_fixture
+from tests.training_runs import column, rows, tiny_dataset, train
 from training.datasets.registry import detect_layout
 from training.hosts.codetalker import decode_features, stage2_losses
 from training.hosts.forward import decoder_states
@@ -41,21 +41,7 @@ S1 = ["--arch", "codetalker-stage1", "--feature-dim", "32", "--quiet"]
 
 
 def run(out: Path, data: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "training", "train", "--data", str(data), "--out", str(out), *extra]
-    result = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def column(path: Path, key: str) -> np.ndarray:
-    return np.array([float(r[key]) for r in rows(path)])
+    return train(out, data, *extra, check=check)
 
 
 def s2_args(encoder: Path, stage1: Path) -> list[str]:
@@ -157,15 +143,8 @@ def test_stage1_official_file_round_trips(fixture_model):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from training.data.voices import voice_available
-    from training.datasets.synthetic import make_dataset
-
-    if not voice_available("flite:slt"):
-        pytest.skip("flite is not installed (scripts/system-packages.sh): no synthetic dataset")
     root = tmp_path_factory.mktemp("train_codetalker")
-    data = make_dataset(root / "data", subjects=3, sentences=3, grid=8, voices=("flite:slt", "flite:rms"),
-                        progress=False)
-    encoder = tiny_encoder_dir(root / "encoder", hidden=32)
+    data, encoder = tiny_dataset(root)
     stage1, stage2 = root / "stage1", root / "stage2"
     run(stage1, data, *S1, "--epochs", "3")
     run(stage2, data, *s2_args(encoder, stage1), "--epochs", "2")

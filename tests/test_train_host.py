@@ -7,7 +7,6 @@ dataset of 3 subjects x 3 sentences on an 8 x 8 vertex face (4 training, 2 valid
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from server.convert import convert
 from server.models.bundle import load_bundle
 from tests.bundles import tiny_encoder_dir
 from tests.helpers import REPO, shared_fixture
+from tests.training_runs import column, rows, tiny_dataset, train
 from training.datasets.layout import read_vertices
 from training.datasets.registry import detect_layout
 from training.datasets.templates import load_templates
@@ -41,38 +41,13 @@ ARGS = ["--feature-dim", "16", "--quiet"]  # the official lr, 1e-4
 
 def run_training(out: Path, data: Path, encoder: Path, *extra: str, processes: int = 1,
                  check: bool = True) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "training"]
-    if processes > 1:  # --standalone: torchrun picks a free port on this host
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                    str(processes), "-m", "training"]
-    cmd = [*launcher, "train", "--data", str(data), "--encoder", str(encoder), "--out", str(out), *ARGS, *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def losses(path: Path, key: str = "loss") -> np.ndarray:
-    return np.array([float(r[key]) for r in rows(path)])
+    return train(out, data, "--encoder", encoder, *ARGS, *extra, processes=processes, check=check)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from training.data.voices import voice_available
-    from training.datasets.synthetic import make_dataset
-
-    if not voice_available("flite:slt"):
-        pytest.skip("flite is not installed (scripts/system-packages.sh): no synthetic dataset")
     root = tmp_path_factory.mktemp("train_host")
-    data = make_dataset(root / "data", subjects=3, sentences=3, grid=8, voices=("flite:slt", "flite:rms"),
-                        progress=False)
-    encoder = tiny_encoder_dir(root / "encoder", hidden=32)
+    data, encoder = tiny_dataset(root)
     reference = root / "reference"
     run_training(reference, data, encoder, "--epochs", "3")
     return root, data, encoder, reference
@@ -166,9 +141,9 @@ def test_a_killed_run_resumes_with_nothing_lost(setup, tmp_path):
         proc.wait()
     assert (out / "last.pt").exists()
     run_training(out, data, encoder, "--epochs", "3", "--resume", str(out / "last.pt"))
-    np.testing.assert_allclose(losses(out / "steps.csv"), losses(reference / "steps.csv"), rtol=1e-6)
+    np.testing.assert_allclose(column(out / "steps.csv", "loss"), column(reference / "steps.csv", "loss"), rtol=1e-6)
     assert [r["epoch"] for r in rows(out / "metrics.csv")] == ["0", "1", "2"]
-    np.testing.assert_allclose(losses(out / "metrics.csv", "val_loss"), losses(reference / "metrics.csv", "val_loss"),
+    np.testing.assert_allclose(column(out / "metrics.csv", "val_loss"), column(reference / "metrics.csv", "val_loss"),
                                rtol=1e-6)
 
 
@@ -178,12 +153,12 @@ def test_two_processes_equal_one_with_the_same_global_batch(setup, tmp_path):
     root, data, encoder, _ = setup
     run_training(tmp_path / "one", data, encoder, "--epochs", "2", "--batch-size", "2", "--no-bundle")
     run_training(tmp_path / "two", data, encoder, "--epochs", "2", "--batch-size", "1", "--no-bundle", processes=2)
-    one, two = losses(tmp_path / "one" / "steps.csv"), losses(tmp_path / "two" / "steps.csv")
+    one, two = column(tmp_path / "one" / "steps.csv", "loss"), column(tmp_path / "two" / "steps.csv", "loss")
     assert len(one) == len(two) == 4  # 4 sequences, global batch 2, 2 epochs
     print("1 process x 2:", one, "\n2 processes x 1:", two)
     np.testing.assert_allclose(two, one, rtol=DDP_RTOL)
-    np.testing.assert_allclose(losses(tmp_path / "two" / "metrics.csv", "val_loss"),
-                               losses(tmp_path / "one" / "metrics.csv", "val_loss"), rtol=DDP_RTOL)
+    np.testing.assert_allclose(column(tmp_path / "two" / "metrics.csv", "val_loss"),
+                               column(tmp_path / "one" / "metrics.csv", "val_loss"), rtol=DDP_RTOL)
     # only rank 0 wrote: one header and one row per step
     assert (tmp_path / "two" / "steps.csv").read_text().count("epoch") == 1
 
@@ -303,4 +278,4 @@ def test_training_forward_in_eval_mode_is_the_inference_decoder(tmp_path, layout
         assert (forced[0] - trained[0]).abs().max() > 0
     assert main(["train", "--data", str(data), "--encoder", str(encoder), "--out", str(tmp_path / "run"),
                  "--epochs", "1", "--no-bundle", *ARGS]) == 0
-    assert np.isfinite(losses(tmp_path / "run" / "steps.csv")).all()
+    assert np.isfinite(column(tmp_path / "run" / "steps.csv", "loss")).all()

@@ -70,8 +70,10 @@ def take_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def rename(state: dict[str, torch.Tensor], rules: Iterable[tuple[str, str]]) -> dict[str, torch.Tensor]:
-    """Apply the first matching regex rule to every key; keys without a rule keep their name."""
+def rename(state: dict[str, torch.Tensor], rules: Iterable[tuple[str, str]],
+           strict: bool = False) -> dict[str, torch.Tensor]:
+    """Apply the first matching regex rule to every key; keys without a rule keep their name, or, with
+    ``strict``, are a ``KeyError``."""
     compiled = [(re.compile(p), r) for p, r in rules]
     out = {}
     for key, value in state.items():
@@ -80,6 +82,9 @@ def rename(state: dict[str, torch.Tensor], rules: Iterable[tuple[str, str]]) -> 
             if n:
                 key = new
                 break
+        else:
+            if strict:
+                raise KeyError(f"no rule renames {key}")
         out[key] = value
     return out
 
@@ -139,47 +144,84 @@ def _few(names: list[str], n: int = 6) -> str:
 
 # -- official key layouts -> our module names -------------------------------------------------
 
-DECODER_RULES = [
-    (r"^transformer_decoder\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)$", r"decoder.layers.\1.self_attn.in_proj.\2"),
-    (r"^transformer_decoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.\1.self_attn.out_proj."),
-    (r"^transformer_decoder\.layers\.(\d+)\.multihead_attn\.in_proj_(weight|bias)$", r"decoder.layers.\1.cross_attn.in_proj.\2"),
-    (r"^transformer_decoder\.layers\.(\d+)\.multihead_attn\.out_proj\.", r"decoder.layers.\1.cross_attn.out_proj."),
-    (r"^transformer_decoder\.layers\.(\d+)\.linear1\.", r"decoder.layers.\1.ff_in."),
-    (r"^transformer_decoder\.layers\.(\d+)\.linear2\.", r"decoder.layers.\1.ff_out."),
-    (r"^transformer_decoder\.layers\.(\d+)\.norm1\.", r"decoder.layers.\1.norm_self."),
-    (r"^transformer_decoder\.layers\.(\d+)\.norm2\.", r"decoder.layers.\1.norm_cross."),
-    (r"^transformer_decoder\.layers\.(\d+)\.norm3\.", r"decoder.layers.\1.norm_ff."),
-    (r"^audio_feature_map\.", "audio_proj."),
-    (r"^vertice_map\.", "motion_in."),
-    (r"^vertice_map_r\.", "motion_out."),
-    (r"^audio_encoder\.", "audio_encoder.model."),
-    (r"^bert_feature_map\.", "semantic.project."),
+# One table per layout, read in both directions: official -> ours when a checkpoint loads (``map_host``),
+# ours -> official when training exports one (``training/hosts/export.py``). Each row is a pair of name
+# templates: ``{i}`` stands for a layer number, ``{w}`` for weight or bias; a template ending in "." names
+# a prefix (everything under it), any other a whole key.
+DECODER_NAMES = [
+    ("transformer_decoder.layers.{i}.self_attn.in_proj_{w}", "decoder.layers.{i}.self_attn.in_proj.{w}"),
+    ("transformer_decoder.layers.{i}.self_attn.out_proj.", "decoder.layers.{i}.self_attn.out_proj."),
+    ("transformer_decoder.layers.{i}.multihead_attn.in_proj_{w}", "decoder.layers.{i}.cross_attn.in_proj.{w}"),
+    ("transformer_decoder.layers.{i}.multihead_attn.out_proj.", "decoder.layers.{i}.cross_attn.out_proj."),
+    ("transformer_decoder.layers.{i}.linear1.", "decoder.layers.{i}.ff_in."),
+    ("transformer_decoder.layers.{i}.linear2.", "decoder.layers.{i}.ff_out."),
+    ("transformer_decoder.layers.{i}.norm1.", "decoder.layers.{i}.norm_self."),
+    ("transformer_decoder.layers.{i}.norm2.", "decoder.layers.{i}.norm_cross."),
+    ("transformer_decoder.layers.{i}.norm3.", "decoder.layers.{i}.norm_ff."),
+    ("audio_feature_map.", "audio_proj."),
+    ("vertice_map.", "motion_in."),
+    ("vertice_map_r.", "motion_out."),
+    ("audio_encoder.", "audio_encoder.model."),
+    ("bert_feature_map.", "semantic.project."),
 ]
 
-STAGE1_RULES = [
-    (r"^encoder\.vertice_mapping\.0\.", "encoder.vertex_in."),
-    (r"^encoder\.squasher\.0\.0\.", "encoder.conv.conv."),
-    (r"^encoder\.encoder_linear_embedding\.net\.", "encoder.embed."),
-    (r"^encoder\.encoder_linear_embedding_post\.net\.", "encoder.post."),
-    (r"^decoder\.expander\.0\.0\.", "decoder.conv.conv."),
-    (r"^decoder\.decoder_linear_embedding\.net\.", "decoder.embed."),
-    (r"^decoder\.decoder_linear_embedding_pre\.net\.", "decoder.pre."),
-    (r"^decoder\.vertice_map_reverse\.", "decoder.vertex_out."),
-    (r"^quantize\.embedding\.weight$", "codebook.weight"),
-]
+_PLACEHOLDERS = {"{i}": r"(\d+)", "{w}": r"(weight|bias)"}
 
+
+def _template_rule(source: str, target: str) -> tuple[str, str]:
+    """A (regex, replacement) pair that renames keys matching the ``source`` template to ``target``."""
+    pattern, repl, groups = "^", "", 0
+    for piece in re.split(r"(\{[iw]\})", source):
+        pattern += _PLACEHOLDERS[piece] if piece in _PLACEHOLDERS else re.escape(piece)
+    for piece in re.split(r"(\{[iw]\})", target):
+        if piece in _PLACEHOLDERS:
+            groups += 1
+            repl += rf"\g<{groups}>"
+        else:
+            repl += piece.replace("\\", "\\\\")
+    return pattern + ("" if source.endswith(".") else "$"), repl
+
+
+def official_to_ours(names: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``rename`` rules from a name table, official names to ours."""
+    return [_template_rule(official, ours) for official, ours in names]
+
+
+def ours_to_official(names: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``rename`` rules from a name table, our names to the official ones."""
+    return [_template_rule(ours, official) for official, ours in names]
+
+
+DECODER_RULES = official_to_ours(DECODER_NAMES)
+
+STAGE1_NAMES = [
+    ("encoder.vertice_mapping.0.", "encoder.vertex_in."),
+    ("encoder.squasher.0.0.", "encoder.conv.conv."),
+    ("encoder.encoder_linear_embedding.net.", "encoder.embed."),
+    ("encoder.encoder_linear_embedding_post.net.", "encoder.post."),
+    ("decoder.expander.0.0.", "decoder.conv.conv."),
+    ("decoder.decoder_linear_embedding.net.", "decoder.embed."),
+    ("decoder.decoder_linear_embedding_pre.net.", "decoder.pre."),
+    ("decoder.vertice_map_reverse.", "decoder.vertex_out."),
+    ("quantize.embedding.", "codebook."),
+]
+STAGE1_RULES = official_to_ours(STAGE1_NAMES)
+
+# The transformer blocks: official ``{side}_transformer.net.{n}.fn.<part>`` with even n the attention and
+# odd n the MLP (its Residual(Norm(...)) nesting), ours ``{side}.blocks.{n // 2}.<part>``. Rows:
+# (n % 2, official part, our part).
 _BLOCK = re.compile(r"^(encoder|decoder)\.(?:encoder|decoder)_transformer\.net\.(\d+)\.fn\.(.+)$")
-_BLOCK_PARTS = {
-    # even entries of ``net`` are attention, odd ones the MLP (official Residual(Norm(...)) nesting)
-    0: {"norm.": "attn_norm.", "fn.to_qkv.": "qkv.", "fn.to_out.": "attn_out."},
-    1: {"norm.": "mlp_norm.", "fn.l1.": "mlp_in.", "fn.l2.": "mlp_out."},
-}
-
-WAV2BERT_RULES = [
-    (r"^FeatureExtractor\.", "feature_extractor."),
-    (r"^FeatureProjection\.", "feature_projection."),
-    (r"^Encoder\.", "encoder."),
+STAGE1_BLOCK_PARTS = [
+    (0, "norm.", "attn_norm."), (0, "fn.to_qkv.", "qkv."), (0, "fn.to_out.", "attn_out."),
+    (1, "norm.", "mlp_norm."), (1, "fn.l1.", "mlp_in."), (1, "fn.l2.", "mlp_out."),
 ]
+
+WAV2BERT_NAMES = [
+    ("FeatureExtractor.", "feature_extractor."),
+    ("FeatureProjection.", "feature_projection."),
+    ("Encoder.", "encoder."),
+]
+WAV2BERT_RULES = official_to_ours(WAV2BERT_NAMES)
 
 
 def map_stage1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -193,8 +235,8 @@ def map_stage1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m = _BLOCK.match(key)
         if m:
             side, idx, rest = m.group(1), int(m.group(2)), m.group(3)
-            for old, new in _BLOCK_PARTS[idx % 2].items():
-                if rest.startswith(old):
+            for odd, old, new in STAGE1_BLOCK_PARTS:
+                if odd == idx % 2 and rest.startswith(old):
                     out[f"{side}.blocks.{idx // 2}.{new}{rest[len(old):]}"] = value
                     break
             else:

@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from server.models.checkpoints import load_exactly, map_stage1, read_state_dict, take_prefix
+from server.models.checkpoints import (
+    STAGE1_BLOCK_PARTS,
+    STAGE1_NAMES,
+    load_exactly,
+    map_stage1,
+    ours_to_official,
+    read_state_dict,
+    rename,
+    take_prefix,
+)
 from server.models.codetalker import MotionVQ, VQBlock, VQSpec, vq_spec_of
 from server.models.decoding import periodic_encoding
 from wav2sem_contract.errors import Wav2SemError
@@ -136,15 +145,8 @@ def stage1_loss(vq: MotionVQ, vertices: torch.Tensor, template: torch.Tensor, dr
 
 # -- the official file ---------------------------------------------------------------------------
 
-_BLOCK = re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\.(attn_norm|qkv|attn_out|mlp_norm|mlp_in|mlp_out)\.(.+)$")
-_PARTS = {"attn_norm": (0, "norm"), "qkv": (0, "fn.to_qkv"), "attn_out": (0, "fn.to_out"),
-          "mlp_norm": (1, "norm"), "mlp_in": (1, "fn.l1"), "mlp_out": (1, "fn.l2")}
-_NAMES = {"encoder.vertex_in.": "encoder.vertice_mapping.0.", "encoder.conv.conv.": "encoder.squasher.0.0.",
-          "encoder.embed.": "encoder.encoder_linear_embedding.net.",
-          "encoder.post.": "encoder.encoder_linear_embedding_post.net.", "decoder.conv.conv.": "decoder.expander.0.0.",
-          "decoder.embed.": "decoder.decoder_linear_embedding.net.",
-          "decoder.pre.": "decoder.decoder_linear_embedding_pre.net.", "decoder.vertex_out.": "decoder.vertice_map_reverse.",
-          "codebook.": "quantize.embedding."}
+_BLOCK = re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\.(.+)$")
+_EXPORT_RULES = ours_to_official(STAGE1_NAMES)
 
 
 def stage1_state(vq: MotionVQ) -> dict[str, torch.Tensor]:
@@ -155,14 +157,13 @@ def stage1_state(vq: MotionVQ) -> dict[str, torch.Tensor]:
         value = value.detach().cpu().contiguous()
         m = _BLOCK.match(key)
         if m:
-            side, k, part, rest = m.groups()
-            offset, name = _PARTS[part]
-            out[f"{side}.{side}_transformer.net.{2 * int(k) + offset}.fn.{name}.{rest}"] = value
+            side, k, rest = m.groups()
+            odd, official, ours = next(row for row in STAGE1_BLOCK_PARTS if rest.startswith(row[2]))
+            out[f"{side}.{side}_transformer.net.{2 * int(k) + odd}.fn.{official}{rest[len(ours):]}"] = value
         elif key.endswith(".position"):
             side = key.split(".")[0]
             table = periodic_encoding(value.shape[0], OFFICIAL_PE_ROWS)[:, None]
             out[f"{side}.{side}_pos_embedding.pe"] = table
         else:
-            prefix = next(p for p in _NAMES if key.startswith(p))
-            out[_NAMES[prefix] + key[len(prefix):]] = value
+            out.update(rename({key: value}, _EXPORT_RULES, strict=True))
     return out
