@@ -110,3 +110,19 @@ class Recorder:
         group, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, group), name), idname
         self.seen.append(idname)
+
+
+def generate_mouth(obj: str = "Head", **kwargs) -> set[str]:
+    """Generate Lip Sync onto ``obj`` as controls, mouth only (no performance layer) and without the
+    sound strip; an operator that reports an error comes back as ``{"CANCELLED"}``, as a user sees it."""
+    try:
+        return bpy.ops.wav2sem.generate(object=obj, mode="CONTROLS", add_sound=False, performance=0.0, **kwargs)
+    except RuntimeError:
+        return {"CANCELLED"}
+
+
+def mouth_close_curve(ob: bpy.types.Object) -> bpy.types.FCurve:
+    """The mouthClose key's F-curve on ``ob``."""
+    from wav2sem_blender.compat import fcurves_of
+
+    return next(fc for fc in fcurves_of(ob.data.shape_keys) if 'key_blocks["mouthClose"]' in fc.data_path)

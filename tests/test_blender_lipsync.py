@@ -16,7 +16,6 @@ import pytest
 
 from tests import blender_env as be
 from wav2sem_blender import operators
-from wav2sem_blender.compat import fcurves_of
 from wav2sem_contract.lipsync import report_path
 
 pytest.importorskip("pocketsphinx", reason="the report needs pocketsphinx (a base dependency)")
@@ -34,16 +33,11 @@ def clean_scene():
 
 
 def generate(**kwargs) -> set[str]:
-    try:
-        return bpy.ops.wav2sem.generate(object="Head", mode="CONTROLS", add_sound=False, performance=0.0,
-                                        audio=SAMPLE, **kwargs)
-    except RuntimeError:
-        return {"CANCELLED"}
+    return be.generate_mouth(audio=SAMPLE, **kwargs)
 
 
 def mouth_close_at(ob, frame: float) -> float:
-    curve = next(fc for fc in fcurves_of(ob.data.shape_keys) if 'key_blocks["mouthClose"]' in fc.data_path)
-    return curve.evaluate(frame)
+    return be.mouth_close_curve(ob).evaluate(frame)
 
 
 def entries(settings) -> list[tuple]:

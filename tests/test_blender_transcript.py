@@ -17,7 +17,6 @@ from tests import blender_env as be
 from tests.helpers import shared_fixture
 from wav2sem_blender import operators
 from wav2sem_blender.batch import transcript_for
-from wav2sem_blender.compat import fcurves_of
 
 pytest.importorskip("pocketsphinx", reason="transcript mode needs pocketsphinx (a base dependency)")
 
@@ -37,16 +36,11 @@ def clean_scene():
     operators.CANCEL.clear()
 
 
-def generate(**kwargs) -> set[str]:
-    try:
-        return bpy.ops.wav2sem.generate(object="Head", mode="CONTROLS", add_sound=False, performance=0.0, **kwargs)
-    except RuntimeError:
-        return {"CANCELLED"}
+generate = be.generate_mouth
 
 
 def mouth_close(ob) -> np.ndarray:
-    curve = next(fc for fc in fcurves_of(ob.data.shape_keys) if 'key_blocks["mouthClose"]' in fc.data_path)
-    return np.array([kp.co[1] for kp in curve.keyframe_points])
+    return np.array([kp.co[1] for kp in be.mouth_close_curve(ob).keyframe_points])
 
 
 def test_the_panels_transcript_text_block_reaches_the_request_and_the_summary(speech):
