@@ -17,16 +17,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.timing import busy_cores, timed  # noqa: E402
 
 
 def speech_like(path: Path, seconds: float, rate: int = 16000) -> Path:
@@ -40,15 +40,6 @@ def speech_like(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
-def timed(args: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -60,14 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     checkout = args.checkout.resolve()
     py = sys.executable
-    spinners = [subprocess.Popen([py, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)] \
-        if args.busy else []
-    try:
+    with busy_cores(args.busy):
         times = measure(args, checkout, py)
-    finally:
-        for proc in spinners:
-            proc.kill()
-            proc.wait()
     print(f"checkout: {checkout}; {args.seconds:g} s of audio; {args.runs} cold runs each; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; cores: {os.cpu_count()}; "
           f"{'busy: one spinning process per core' if args.busy else 'no load of our own'}")

@@ -64,6 +64,7 @@ import bpy  # noqa: E402, I001 - must come before the add-on
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from benchmarks.timing import timed  # noqa: E402
 from tests import blender_env  # noqa: E402
 from wav2sem_blender import operators, runtime  # noqa: E402
 from wav2sem_blender.generation import Generation  # noqa: E402
@@ -156,15 +157,6 @@ def warm_once(marks: Marks, model: str, audio: Path, bundle: Path | None) -> dic
         raise SystemExit(f"generate failed: {bpy.context.window_manager.wav2sem_status.message}")
     total, blender = done - started, done - marks.loaded_at
     return {"total": total, "server": marks.server_s, "blender": blender, "other": total - marks.server_s - blender}
-
-
-def timed(args: list[str]) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
-    return elapsed
 
 
 def row(marks: Marks, model: str, audio: Path, bundle: Path | None, blend: Path, tmp: Path,
