@@ -287,6 +287,46 @@ def test_augmentation_is_deterministic_and_keeps_length():
     assert all(0.1 <= d["reverb"]["rt60"] <= 0.5 for d in drawn if "reverb" in d)
 
 
+def _median_f0(x: np.ndarray, sr: int) -> float:
+    """Median autocorrelation pitch of the voiced 50 ms windows."""
+    f0 = []
+    for i in range(0, x.size - 800, 400):
+        w = x[i : i + 800].astype(np.float64)
+        if np.sqrt(np.mean(w**2)) < 0.03:
+            continue
+        ac = np.correlate(w, w, "full")[w.size - 1 :]
+        lo, hi = sr // 400, sr // 60
+        f0.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(f0))
+
+
+def _envelope(x: np.ndarray, sr: int) -> np.ndarray:
+    f = sr // 100
+    n = x.size // f
+    return np.sqrt((x[: n * f].astype(np.float64).reshape(n, f) ** 2).mean(axis=1))
+
+
+@needs_flite
+@pytest.mark.skipif(not shutil.which("sox"), reason="sox is not installed (apt-get install sox)")
+def test_voice_shift_raises_pitch_and_keeps_timing():
+    """The voice augmentation moves a real male voice up by its factor without moving the speech in time:
+    the phone timings of the engine stay the clip's truth."""
+    audio, sr, _ = V.synthesize_batch("flite:rms", ["People make a moment of the mob by the boat."],
+                                      [V.Prosody()])[0]
+    shifted, rec = apply_augment(audio, {"voice": {"factor": 1.25}}, sr)
+    assert shifted.shape == audio.shape and rec == {"voice": {"factor": 1.25}}
+    ratio = _median_f0(shifted, sr) / _median_f0(audio, sr)
+    assert 1.15 < ratio < 1.35, ratio
+    a, b = _envelope(audio, sr), _envelope(shifted, sr)
+    lags = list(range(-5, 6))
+    corr = [np.corrcoef(a[max(0, k) : a.size + min(0, k)], b[max(0, -k) : b.size - max(0, k)])[0, 1] for k in lags]
+    assert abs(lags[int(np.argmax(corr))]) <= 2 and max(corr) > 0.9  # within 20 ms, same envelope
+    drawn = [draw_augment(np.random.default_rng(i)) for i in range(300)]
+    factors = [d["voice"]["factor"] for d in drawn if "voice" in d]
+    assert 0.3 < len(factors) / 300 < 0.6 and min(factors) >= 0.92 and max(factors) <= 1.3
+    assert np.mean(np.array(factors) > 1.0) > 0.7  # mostly up: towards female and child voices
+
+
 # ------------------------------------------------------------------------------------ corpus
 
 
@@ -334,7 +374,7 @@ def test_corpus_augmentation_recorded(corpus):
     clips = read_clips(corpus)
     assert any(c["augment"] for c in clips if c["split"] == "train")
     assert all(c["augment"] == {} for c in clips if c["split"] != "train")
-    assert all(set(c["augment"]) <= {"noise", "reverb", "band", "gain", "limited"} for c in clips)
+    assert all(set(c["augment"]) <= {"voice", "noise", "reverb", "band", "gain", "limited"} for c in clips)
 
 
 def test_corpus_is_cached(corpus):

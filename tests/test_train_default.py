@@ -53,9 +53,11 @@ def test_train_evaluate_infer_miniature(tmp_path):
     again = tmp_path / "seed1"
     proc = training("train-default", "--corpus", corpus, "--out", again, "--sentences", "3", "--pairs", "1",
                     "--voices", "flite:slt,flite:awb,espeak:en-us,espeak:en-gb-scotland", "--seed", "1",
-                    "--semantic-from", bundle, "--decoder-epochs", "1", "--workers", "1")
+                    "--semantic-from", bundle, "--decoder-epochs", "1", "--workers", "1", "--closure-weight", "2.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((again / "bundle.json").read_text())["provenance"]["recipe"]["seed"] == 1
+    prov = json.loads((again / "bundle.json").read_text())["provenance"]
+    assert prov["recipe"]["seed"] == 1 and prov["recipe"]["closure_weight"] == 2.5
+    assert prov["augmentation"]["probabilities"]["voice"] > 0 and prov["augmentation"]["voice_factor"][1] > 1
     # the old spelling, python -m server evaluate, still works (forwarded to training)
     proc = server("evaluate", "--bundle", bundle, again)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -63,6 +63,7 @@ def _train_default(args: argparse.Namespace) -> None:
         corpus=args.corpus, out=args.out, sentences=args.sentences, voices=args.voices, seed=args.seed,
         corpus_seed=args.corpus_seed, semantic_from=args.semantic_from,
         semantic_epochs=args.semantic_epochs, decoder_epochs=args.decoder_epochs, corpus_args=corpus_args,
+        closure_weight=args.closure_weight,
     )
     from server.progress import console_write
 
@@ -189,6 +190,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
                    help="passes over the training clips for the semantic encoder (stage 1)")
     p.add_argument("--decoder-epochs", type=int, default=40,
                    help="passes over the training clips for each decoder (stage 2, with and without Wav2Sem)")
+    p.add_argument("--closure-weight", type=float, default=4.0,
+                   help="weight in the decoder's loss of the frames whose target closes the lips (default 4)")
     p.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
     p.set_defaults(func=_train_default)
 

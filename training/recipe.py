@@ -21,6 +21,7 @@ from server.models.bundle import save_bundle
 from server.models.default import build_default, semantic_spec
 from server.safe_output import check_output_folder
 
+from .data.augment import DEFAULT_PROBS, VOICE_FACTOR
 from .decoder import train_decoder
 from .examples import load_examples
 from .semantic import train_semantic
@@ -38,6 +39,8 @@ class Recipe:
     semantic_epochs: int = 40
     decoder_epochs: int = 40
     batch_size: int = 16
+    # frames whose target closes the lips count this many times in the decoder's loss (training.decoder)
+    closure_weight: float = 4.0
     corpus_args: dict = field(default_factory=dict)
     # reuse stage 1 (the semantic head) of an existing bundle: decoder-only seeds cost a third
     semantic_from: str | None = None
@@ -82,7 +85,7 @@ def train_default(recipe: Recipe, log=print) -> Path:
             model.semantic.encoder.load_state_dict(head.state_dict())
         models[variant], stage2[variant] = train_decoder(
             model, train, semantic=semantic, epochs=recipe.decoder_epochs, batch_size=recipe.batch_size,
-            seed=recipe.seed, log=log)
+            closure_weight=recipe.closure_weight, seed=recipe.seed, log=log)
 
     from .eval.evaluate import evaluate_models
 
@@ -90,6 +93,7 @@ def train_default(recipe: Recipe, log=print) -> Path:
     provenance = {
         "trained_by": f"wav2sem-lipsync {__version__}",
         "recipe": asdict(recipe),
+        "augmentation": {"probabilities": DEFAULT_PROBS, "voice_factor": VOICE_FACTOR},
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
         "training_seconds": round(time.perf_counter() - started),
         "semantic_stage": semantic_metrics,

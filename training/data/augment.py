@@ -1,13 +1,15 @@
-"""Waveform augmentation for the training split. None of it moves a sample in time, so the
-engines' phone timings stay exact: reverberation is causal and cut to the input length.
+"""Waveform augmentation for the training split. None of it moves speech in time, so the
+engines' phone timings stay exact: reverberation is causal and cut to the input length, and the
+voice shift keeps the clip's duration (below).
 
-numpy only. Parameters are drawn once (``draw_augment``) from a seeded generator, recorded in the
+numpy, plus the ``sox`` program for the voice shift. Parameters are drawn once (``draw_augment``) from a seeded generator, recorded in the
 clip's metadata, and applied by ``apply_augment``, which is deterministic given those parameters.
 """
 
 from __future__ import annotations
 
 import math
+import subprocess
 from typing import Any
 
 import numpy as np
@@ -15,11 +17,15 @@ import numpy as np
 SAMPLE_RATE = 16000
 
 # Probability of each augmentation for a training clip; each is drawn independently.
-DEFAULT_PROBS = {"reverb": 0.25, "band": 0.15, "noise": 0.35, "gain": 0.5}
+DEFAULT_PROBS = {"reverb": 0.25, "band": 0.15, "noise": 0.35, "gain": 0.5, "voice": 0.45}
 SNR_DB = (10.0, 30.0)
 RT60_S = (0.1, 0.5)
 BAND_HZ = (300.0, 3400.0)
 GAIN_DB = (-6.0, 6.0)
+# Voice shift: pitch and formants scaled together by one factor (a shorter or longer vocal tract),
+# mostly upwards: the engines' voices are mostly male, and female and child voices lose the most
+# closures on real speech (README, real-speech table).
+VOICE_FACTOR = (0.92, 1.30)
 LIMIT = 0.99  # a clip louder than this after augmentation is scaled down (recorded as "limited")
 
 
@@ -34,7 +40,12 @@ def draw_augment(rng: np.random.Generator, probs: dict[str, float] | None = None
     colour = "pink" if rng.random() < 0.5 else "white"
     noise_seed = int(rng.integers(2**31))
     gain = float(rng.uniform(*GAIN_DB))
+    # drawn last, after every older number, so adding it left the other augmentations' values as they were
+    u["voice"] = float(rng.random())
+    factor = float(np.exp(rng.uniform(*np.log(VOICE_FACTOR))))
     out: dict[str, Any] = {}
+    if u["voice"] < probs.get("voice", 0.0):
+        out["voice"] = {"factor": round(factor, 3)}
     if u["reverb"] < probs.get("reverb", 0.0):
         out["reverb"] = {"rt60": round(rt60, 3), "seed": reverb_seed}
     if u["band"] < probs.get("band", 0.0):
@@ -44,6 +55,19 @@ def draw_augment(rng: np.random.Generator, probs: dict[str, float] | None = None
     if u["gain"] < probs.get("gain", 0.0):
         out["gain"] = {"db": round(gain, 2)}
     return out
+
+
+def shift_voice(x: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Pitch and formants times ``factor``, duration kept: sox resamples (``speed``, which moves
+    every frequency and the tempo) and then restores the tempo by WSOLA (``tempo``, which keeps the
+    spectrum). WSOLA moves no segment by more than its ~80 ms window, so phone timings hold to
+    within a frame; the result is cut or padded to the input's length."""
+    cmd = ["sox", "-q", "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(sr), "-",
+           "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(sr), "-",
+           "speed", f"{factor:.4f}", "rate", "-h", str(sr), "tempo", "-s", f"{1.0 / factor:.4f}"]
+    done = subprocess.run(cmd, input=np.asarray(x, np.float32).tobytes(), capture_output=True, check=True)
+    y = np.frombuffer(done.stdout, dtype=np.float32).astype(np.float64)
+    return np.pad(y, (0, max(x.size - y.size, 0)))[: x.size]
 
 
 def reverb_ir(rt60: float, seed: int, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -93,7 +117,7 @@ def coloured_noise(n: int, colour: str, seed: int) -> np.ndarray:
 
 
 def apply_augment(audio: np.ndarray, params: dict[str, Any], sr: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
-    """Apply recorded parameters in a fixed order: reverb, band, noise, gain, then a limiter.
+    """Apply recorded parameters in a fixed order: voice, reverb, band, noise, gain, then a limiter.
 
     Returns (audio float32, params) where params gains ``limited`` (the factor) if the limiter acted.
     """
@@ -102,6 +126,9 @@ def apply_augment(audio: np.ndarray, params: dict[str, Any], sr: int = SAMPLE_RA
     if x.size == 0 or not params:
         return np.asarray(audio, dtype=np.float32), params
     peak_in = float(np.max(np.abs(x))) or 1.0
+    if "voice" in params:
+        x = shift_voice(x, params["voice"]["factor"], sr)
+        x *= peak_in / (float(np.max(np.abs(x))) or 1.0)
     if "reverb" in params:
         p = params["reverb"]
         x = _fft_convolve_causal(x, reverb_ir(p["rt60"], p["seed"], sr))
