@@ -95,3 +95,14 @@ def test_groups_by_sex_leave_unknown_out_but_pool_it():
     assert table["all"]["audio only"]["false"] == pytest.approx(2 / 3)
     assert math.isnan(table["M"]["audio only"]["jaw_r"])
     assert table["all"]["audio only"]["clips"] == 3
+
+
+def test_the_seeds_table_is_mean_and_sd_over_the_bundles():
+    def summary(closure: float, jaw: float) -> dict:
+        row = {"closure": closure, "false": 0.01, "jaw_r": jaw}
+        return {"all": dict.fromkeys(real_set.ALL_VARIANTS, row)}
+
+    text = real_set.seeds_table([summary(0.9, 0.6), summary(1.0, 0.8)])
+    lines = text.splitlines()
+    assert "2 seeds, mean ± sd" in lines[0] and len(lines) == 2 + 5
+    assert lines[3] == "| audio-predicted vector | 0.950 ± 0.071 | 0.010 ± 0.000 | 0.70 ± 0.14 |"

@@ -1,7 +1,8 @@
 """Lip sync on real speech: the development set in ``assets/real_speech`` (17 clips, LibriSpeech,
 CMU ARCTIC, LibriVox, one public-domain speech; ``SOURCES.md`` there), by speaker sex.
 
-``python -m training.eval.real_set [--bundle B] [--folder F]`` prints the README's tables. Per clip,
+``python -m training.eval.real_set [--bundle B [B2 ...]] [--folder F]`` prints the README's tables
+(several bundles, one per training seed: the Wav2Sem rows also as mean ± sd over them). Per clip,
 PocketSphinx force-aligns the true transcript (``server/align.py``); those phones are the reference.
 The clip is animated by the bundle as ``transcript.animate_four_ways`` does (audio only, (a) closures,
 (b) the text's vector, (a)+(b)) and once more with Wav2Sem off (the bundle's decoder trained without
@@ -154,21 +155,44 @@ def tables(summary: dict, clips: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seeds_table(summaries: list[dict]) -> str:
+    """The Wav2Sem rows over several training seeds (same corpus and set): mean ± sd of each metric."""
+    def cell(variant: str, key: str, digits: int) -> str:
+        values = np.array([s["all"][variant][key] for s in summaries], dtype=np.float64)
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
+
+    lines = [f"| Wav2Sem (all clips, {len(summaries)} seeds, mean ± sd) | closure | false closure | jaw r |",
+             "|---|---|---|---|"]
+    for variant, label in ((OFF, "off (decoder trained without it)"), ("audio only", "audio-predicted vector"),
+                           ("(b) text vector", "true-text vector"), ("(a) closures", "audio vector + (a)"),
+                           ("(a)+(b)", "true-text vector + (a)")):
+        lines.append(f"| {label} | {cell(variant, 'closure', 3)} | {cell(variant, 'false', 3)} | "
+                     f"{cell(variant, 'jaw_r', 2)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m training.eval.real_set", description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", help="model bundle (default: the embedded default)")
+    parser.add_argument("--bundle", nargs="+",
+                        help="model bundle (default: the embedded default); several (training seeds): a table per "
+                             "bundle, then the Wav2Sem rows as mean ± sd over them")
     parser.add_argument("--folder", default=str(FOLDER), help="a folder with manifest.json and its clips")
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
     from server.models.bundle import default_bundle, load_bundle
 
-    path = args.bundle or str(default_bundle())
-    bundle, plain = load_bundle(path), load_bundle(path, variant="plain")
     clips = load_manifest(args.folder)
-    summary, fallbacks = evaluate(bundle, plain, clips)
-    text = tables(summary, clips) + "".join(f"\nfallback: {f}" for f in fallbacks)
+    summaries, parts = [], []
+    for path in args.bundle or [str(default_bundle())]:
+        summary, fallbacks = evaluate(load_bundle(path), load_bundle(path, variant="plain"), clips)
+        summaries.append(summary)
+        parts.append(f"{path}:\n\n" + tables(summary, clips) + "".join(f"\nfallback: {f}" for f in fallbacks))
+    if len(summaries) > 1:
+        parts.append(seeds_table(summaries))
+    text = "\n\n".join(parts)
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        data = summaries[0] if len(summaries) == 1 else summaries
+        Path(args.json).write_text(json.dumps(data, indent=1), encoding="utf-8")
     print(text)
     return text
 
