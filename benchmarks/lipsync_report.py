@@ -10,7 +10,7 @@ Audio: clips of the real-speech development set (`assets/real_speech`, LibriSpee
 transcript. Each repeat starts fresh processes, cycling through the three modes so that other load
 on the machine touches them alike. Printed per length and load: medians, seconds added over the
 baseline, and the ratio to it. ``busy`` runs one spinning process per core for the whole row.
-Takes about 8 minutes on 2 cores with the defaults.
+Took 10 minutes on 2 cores with ``--repeats 2`` (the README's figures).
 """
 
 from __future__ import annotations
