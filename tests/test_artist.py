@@ -103,8 +103,11 @@ def test_smoothing_calms_the_motion_but_keeps_the_lip_closures(default, base):
     assert np.abs(np.diff(v, axis=0)).mean() < 0.85 * np.abs(np.diff(w, axis=0)).mean()
     assert v[shut, CLOSE].min() > 0.5
     np.testing.assert_array_equal(v[shut], w[shut])  # the closed frames are the model's own
-    # why the closures are kept apart: the same Gaussian on its own opens some of them
-    assert artist.gaussian(w, 0.08 * base.fps)[shut, CLOSE].min() < 0.5
+    # why the closures are kept apart: the same Gaussian on its own opens a short one (two frames shut;
+    # the default's closures on this sentence are held long enough to survive it, min 0.52)
+    blip = np.zeros((31, w.shape[1]))
+    blip[15:17, CLOSE] = 1.0
+    assert artist.gaussian(blip, 0.08 * base.fps)[15:17, CLOSE].max() < 0.5
     # zero phase: smoothing a symmetric bump leaves its peak where it was
     bump = np.exp(-0.5 * ((np.arange(61) - 30) / 4.0) ** 2)
     assert int(np.argmax(artist.gaussian(bump, 3.0))) == 30
