@@ -449,3 +449,14 @@ def test_cli_make_corpus(tmp_path, capsys):
     assert sum(c["pair"] is not None for c in clips) == 2 * len(S.CARRIER_TEMPLATES)
     assert sum(c["pair"] is None for c in clips) <= 2  # fewer only where the sentence packages are missing
     assert all(c["augment"] == {} for c in clips)
+
+
+def test_voice_shift_without_sox_is_one_plain_error(monkeypatch):
+    from training.data import augment
+    from wav2sem_contract.errors import ModelError
+
+    monkeypatch.setattr(augment.shutil, "which", lambda name: None)  # a machine without sox
+    audio = np.zeros(1600, np.float32)
+    with pytest.raises(ModelError, match="needs the sox program") as err:
+        apply_augment(audio, {"voice": {"factor": 1.1}})
+    assert "apt-get install sox" in err.value.hint

@@ -2,17 +2,20 @@
 engines' phone timings stay exact: reverberation is causal and cut to the input length, and the
 voice shift keeps the clip's duration (below).
 
-numpy, plus the ``sox`` program for the voice shift. Parameters are drawn once (``draw_augment``) from a seeded generator, recorded in the
-clip's metadata, and applied by ``apply_augment``, which is deterministic given those parameters.
+numpy, plus the ``sox`` program for the voice shift. Parameters are drawn once (``draw_augment``) from
+a seeded generator, recorded in the clip's metadata, and applied by ``apply_augment``, which is deterministic given those parameters.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 from typing import Any
 
 import numpy as np
+
+from wav2sem_contract.errors import ModelError
 
 SAMPLE_RATE = 16000
 
@@ -65,7 +68,12 @@ def shift_voice(x: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarr
     cmd = ["sox", "-q", "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(sr), "-",
            "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(sr), "-",
            "speed", f"{factor:.4f}", "rate", "-h", str(sr), "tempo", "-s", f"{1.0 / factor:.4f}"]
-    done = subprocess.run(cmd, input=np.asarray(x, np.float32).tobytes(), capture_output=True, check=True)
+    if shutil.which("sox") is None:
+        raise ModelError("sox_missing", "The voice-shift augmentation needs the sox program, which is not installed.",
+                         "Install it (scripts/system-packages.sh, or apt-get install sox).")
+    # bounded: sox runs far faster than real time, so a minute plus the clip's length is a hang
+    done = subprocess.run(cmd, input=np.asarray(x, np.float32).tobytes(), capture_output=True, check=True,
+                          timeout=60 + x.size / sr)
     y = np.frombuffer(done.stdout, dtype=np.float32).astype(np.float64)
     return np.pad(y, (0, max(x.size - y.size, 0)))[: x.size]
 
