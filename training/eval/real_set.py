@@ -44,6 +44,10 @@ VOWEL_OPENNESS = {
 OFF = "Wav2Sem off"
 ALL_VARIANTS = (*VARIANTS, OFF)
 SEXES = ("F", "M")
+# the Wav2Sem table's rows: (variant, label)
+ABLATION_ROWS = ((OFF, "off (decoder trained without it)"), ("audio only", "audio-predicted vector"),
+                 ("(b) text vector", "true-text vector"), ("(a) closures", "audio vector + (a)"),
+                 ("(a)+(b)", "true-text vector + (a)"))
 
 
 def load_manifest(folder: str | Path = FOLDER) -> list[dict]:
@@ -147,9 +151,7 @@ def tables(summary: dict, clips: list[dict]) -> str:
             lines.append(f"| {names[group]} ({speakers[group]}) | {m['clips']} | {m['n_bilabials']} | "
                          f"{m['n_vowels']} / {m['n_jaw']} | {label} | {cell(m)} |")
     lines += ["", "| Wav2Sem (all clips) | closure | false closure | jaw r |", "|---|---|---|---|"]
-    for variant, label in ((OFF, "off (decoder trained without it)"), ("audio only", "audio-predicted vector"),
-                           ("(b) text vector", "true-text vector"), ("(a) closures", "audio vector + (a)"),
-                           ("(a)+(b)", "true-text vector + (a)")):
+    for variant, label in ABLATION_ROWS:
         m = summary["all"][variant]
         lines.append(f"| {label} | {cell(m)} |")
     return "\n".join(lines)
@@ -163,9 +165,7 @@ def seeds_table(summaries: list[dict]) -> str:
 
     lines = [f"| Wav2Sem (all clips, {len(summaries)} seeds, mean ± sd) | closure | false closure | jaw r |",
              "|---|---|---|---|"]
-    for variant, label in ((OFF, "off (decoder trained without it)"), ("audio only", "audio-predicted vector"),
-                           ("(b) text vector", "true-text vector"), ("(a) closures", "audio vector + (a)"),
-                           ("(a)+(b)", "true-text vector + (a)")):
+    for variant, label in ABLATION_ROWS:
         lines.append(f"| {label} | {cell(variant, 'closure', 3)} | {cell(variant, 'false', 3)} | "
                      f"{cell(variant, 'jaw_r', 2)} |")
     return "\n".join(lines)
