@@ -49,6 +49,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="skip the lip-sync report (the result's name with .lipsync.json beside it: every /p b m/ with "
                    "its word, time, frame and whether the lips closed); without a transcript it runs speech "
                    "recognition, about as long as the audio on 2 busy cores")
+    p.add_argument("--close-recognised", action="store_true",
+                   help="without a transcript (or when it does not fit the audio): close the lips at every /p b m/ "
+                   "of the words speech recognition hears, as a transcript's closures do (control models; a "
+                   "misheard word can close them where nothing is said)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
@@ -71,6 +75,7 @@ def request_from_args(args: argparse.Namespace, audio: str, text: str | None) ->
         gains=parse_gains(args.gain or []),
         text=text,
         report=not args.no_report,
+        close_recognised=args.close_recognised,
     ).validate()
 
 

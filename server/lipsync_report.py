@@ -131,11 +131,15 @@ def build_report(kind: str, arrays: dict[str, np.ndarray], fps: float, phones: S
 
 
 def lipsync_report(kind: str, arrays: dict[str, np.ndarray], fps: float, audio: np.ndarray,
-                   transcript: dict | None, progress: Progress = no_progress) -> dict[str, Any]:
-    """The report for one generation: the transcript's aligned phones when it was used, else recognition."""
+                   transcript: dict | None, progress: Progress = no_progress,
+                   recognised: tuple[list[WordPhone], str] | None = None) -> dict[str, Any]:
+    """The report for one generation: the transcript's aligned phones when it was used, else recognition
+    (``recognised``: its phones and note when this generation already ran it)."""
     if transcript and not transcript.get("notice") and transcript.get("phones"):
         phones = with_words(transcript["phones"], transcript.get("phone_words", []))
         return build_report(kind, arrays, fps, phones, "transcript")
+    if recognised is not None:
+        return build_report(kind, arrays, fps, recognised[0], "recognised", recognised[1])
     try:
         phones, note = recognised_phones(audio, progress)
     except Cancelled:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from wav2sem_contract.artist import check_gain_names
-from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.errors import Cancelled, Wav2SemError
 from wav2sem_contract.request import InferRequest
 from wav2sem_contract.result import InferResult
 
@@ -109,13 +109,19 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
     artist = apply_artist(kind, arrays, fps, request.strength, request.smoothing, request.gains)
     if transcript is not None:
         transcript = _closures(transcript, kind, arrays, fps)
+    heard = None
+    if request.close_recognised and not _aligned(transcript):
+        heard = _recognised_closures(kind, arrays, fps, raw, progress)
     report = None
     if request.report:  # on the final mouth: after the artist controls and the transcript's closures
         from .lipsync_report import lipsync_report
 
         progress("report", 0.0)
-        report = lipsync_report(kind, arrays, fps, raw, transcript, progress)
+        report = lipsync_report(kind, arrays, fps, raw, transcript, progress,
+                                recognised=None if heard is None else heard.pop("recognised"))
         progress("report", 1.0)
+    if heard is not None:
+        heard.pop("recognised", None)
     if transcript is not None:  # the aligned phones served the closures and the report; not for provenance
         transcript.pop("phones", None)
         transcript.pop("phone_words", None)
@@ -144,6 +150,7 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
         "precision_changes": bundle.precision_note or "none (the model as trained)",
         "audio": os.path.basename(request.audio),
         "transcript": transcript,
+        "recognised_closures": heard,
         "artist": artist,
         "performance": None if layer is None else {"intensity": request.performance, "seed": request.seed,
                                                    **layer.info()},
@@ -199,6 +206,35 @@ def _closures(info: dict, kind: str, arrays: dict, fps: float) -> dict:
     else:
         info["closures"] = 0
         info["closures_note"] = "closures are enforced on control models only (this one writes vertex offsets)"
+    return info
+
+
+def _aligned(transcript: dict | None) -> bool:
+    """A transcript was given and fits the audio (its closures were made)."""
+    return transcript is not None and not transcript.get("notice")
+
+
+def _recognised_closures(kind: str, arrays: dict, fps: float, raw: np.ndarray, progress: Progress) -> dict:
+    """Close the lips at the /p b m/ of the recognised words (``close_recognised``); what the provenance
+    records, plus ``recognised`` (the phones and note) for the report, which then need not recognise again."""
+    from .lipsync_report import recognised_phones
+    from .transcript import enforce_closures
+
+    info: dict = {"closures": 0, "note": ""}
+    if kind != "controls":
+        info["note"] = "closures are enforced on control models only (this one writes vertex offsets)"
+        return info
+    progress("report", 0.0)
+    try:
+        phones, note = recognised_phones(raw, progress)
+    except Cancelled:
+        raise
+    except Wav2SemError as exc:  # PocketSphinx is missing: the model's own motion stands, the note says why
+        info["note"] = f"{exc.message} {exc.hint}".strip()
+        return info
+    arrays["weights"], info["closures"] = enforce_closures(
+        arrays["weights"], [str(n) for n in arrays["names"]], [(p, s, e) for p, _, s, e in phones], fps)
+    info["note"], info["recognised"] = note, (phones, note)
     return info
 
 

@@ -156,3 +156,35 @@ def test_batch_prints_the_line_and_writes_the_report_next_to_each_output(tmp_pat
     assert report["source"] == "transcript" and len(report["entries"]) == 8
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("[1/1]"))
     assert f"lip sync: {report['closed']} of 8 bilabials closed" in line, line
+
+
+def test_close_heard_from_the_panel_closes_every_bilabial_recognition_finds():
+    # a real recording (the synthetic sample's voice is not made out by the recogniser) and no transcript
+    clip = REPO / "assets" / "real_speech" / "librispeech_1995-1837-0001.flac"
+    be.make_head()
+    bpy.ops.wav2sem.add_rig(object="Head")
+    settings = bpy.context.scene.wav2sem
+    seen = []
+    bpy.types.WAV2SEM_PT_main.draw(type("P", (), {"layout": be.Recorder(seen)})(), bpy.context)
+    assert "use_close_recognised" in seen and settings.use_close_recognised is False
+    settings.use_close_recognised = True
+    assert be.generate_mouth(audio=str(clip)) == {"FINISHED"}
+    report = json.loads(settings.lipsync_json)
+    assert report["source"] == "recognised" and report["bilabials"] >= 5
+    assert [e.state for e in settings.lipsync] == ["CLOSED"] * report["bilabials"], entries(settings)
+
+
+def test_batch_close_recognised_closes_what_it_hears(tmp_path):
+    clip = REPO / "assets" / "real_speech" / "librispeech_1995-1837-0001.flac"
+    blend = tmp_path / "in.blend"
+    be.make_head()
+    bpy.ops.wav2sem.add_rig(object="Head")
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "shot.blend"
+    proc = subprocess.run([sys.executable, str(REPO / "wav2sem_blender" / "batch.py"), "--blend", str(blend),
+                           "--object", "Head", "--audio", str(clip), "--out", str(out), "--close-recognised"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(report_path(out).read_text(encoding="utf-8"))
+    assert report["source"] == "recognised" and report["bilabials"] >= 5
+    assert report["closed"] == report["bilabials"], report["entries"]

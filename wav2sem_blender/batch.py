@@ -88,6 +88,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-report", action="store_true",
                    help="skip the lip-sync report (<output>.lipsync.json and the line's 'lip sync: ...': every /p b m/ "
                    "and whether the lips closed); without a transcript it runs speech recognition")
+    p.add_argument("--close-recognised", action="store_true",
+                   help="without a transcript (sidecar), close the lips at every /p b m/ of the words speech "
+                   "recognition hears, as a transcript does (default: the scene's Close Heard p/b/m)")
     p.add_argument("--no-transcripts", action="store_true",
                    help="ignore transcript sidecars (<audio name>.txt next to an audio file, read as its words "
                    "for transcript-assisted lip sync)")
@@ -406,6 +409,8 @@ def main(argv: list[str]) -> int:
             kwargs["pack_audio"] = True
         if args.no_report:
             kwargs["lipsync"] = False
+        if args.close_recognised:
+            kwargs["close_recognised"] = True
         kwargs.update(performance)
         try:
             kwargs["text"], _ = transcript_for(audio, args.no_transcripts)

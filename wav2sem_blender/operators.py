@@ -87,6 +87,7 @@ _FROM_SETTINGS = {
     "smoothing": "smoothing",
     "gains": "gains",
     "lipsync": "use_report",
+    "close_recognised": "use_close_recognised",
 }
 
 
@@ -130,6 +131,9 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
     # not "report": that is the operator's own method
     lipsync: BoolProperty(name="Lip-Sync Report", description="Check every /p b m/ after generating "
                           "(default: the panel's setting)", default=True, options={"SKIP_SAVE"})
+    close_recognised: BoolProperty(name="Close Heard p/b/m", description="Without a transcript, close the lips "
+                                   "at the /p b m/ speech recognition hears (default: the panel's setting)",
+                                   default=False, options={"SKIP_SAVE"})
     text: StringProperty(
         name="Transcript", description="The words that are said (default: the panel's Transcript; empty: audio only)",
         options={"SKIP_SAVE"},
@@ -196,6 +200,7 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             gains=parse_gains(self.arg(context, "gains")),
             text=self.transcript(context),
             report=self.arg(context, "lipsync"),
+            close_recognised=self.arg(context, "close_recognised"),
         ).validate()
         plan = Plan(request, mesh_vertices=len(ob.data.vertices) if mode != "CONTROLS" else None)
         return plan, ob

@@ -66,6 +66,7 @@ class WAV2SEM_PT_main(bpy.types.Panel):
         sub.prop(settings, "start_frame")
         col.prop(settings, "fps_policy")
         col.prop(settings, "use_report")
+        col.prop(settings, "use_close_recognised")
         col.prop(settings, "add_sound")
         sub = col.column()
         sub.active = settings.add_sound

@@ -108,6 +108,12 @@ class WAV2SEM_PG_settings(bpy.types.PropertyGroup):
         "from speech recognition) and list whether the lips closed; off saves the recognition's time",
         default=True,
     )
+    use_close_recognised: BoolProperty(
+        name="Close Heard p/b/m", description="Without a transcript, also close the lips at every /p b m/ of the "
+        "words speech recognition hears, as a transcript does (a misheard word can close them where nothing is "
+        "said; control models only)",
+        default=False,
+    )
     # the last report, saved with the .blend: its entries for the panel's list, its summary line, its JSON
     lipsync: CollectionProperty(type=WAV2SEM_PG_lipsync_entry)
     lipsync_index: IntProperty(name="Bilabial")

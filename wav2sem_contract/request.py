@@ -67,6 +67,10 @@ class InferRequest:
     # The lip-sync report (wav2sem_contract.lipsync): every /p b m/ and whether the lips closed. Without a
     # transcript it runs speech recognition, which costs time; False skips it.
     report: bool = True
+    # Without a transcript (or when it did not fit the audio): also close the lips at every /p b m/ of the
+    # words speech recognition hears, as a transcript's closures do. Off by default: a misheard word can
+    # shut the lips where nothing is said (control models only; it shares the report's recognition).
+    close_recognised: bool = False
 
     def validate(self) -> InferRequest:
         if not isinstance(self.audio, str) or not self.audio.strip():
@@ -146,5 +150,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "blend": (int, float), "semantic": (bool,), "device": (str,), "fps": (int, float),
     "max_seconds": (int, float), "result": (str,), "precision": (str,), "text": (str,),
     "performance": (int, float), "seed": (int,), "strength": (int, float), "smoothing": (int, float),
-    "gains": (dict,), "report": (bool,),
+    "gains": (dict,), "report": (bool,), "close_recognised": (bool,),
 }

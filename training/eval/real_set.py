@@ -5,8 +5,9 @@ CMU ARCTIC, LibriVox, one public-domain speech; ``SOURCES.md`` there), by speake
 (several bundles, one per training seed: the Wav2Sem rows also as mean ± sd over them). Per clip,
 PocketSphinx force-aligns the true transcript (``server/align.py``); those phones are the reference.
 The clip is animated by the bundle as ``transcript.animate_four_ways`` does (audio only, (a) closures,
-(b) the text's vector, (a)+(b)) and once more with Wav2Sem off (the bundle's decoder trained without
-the semantic vector, as ``infer --no-semantic`` runs it). Metrics, pooled over a group's phones:
+(b) the text's vector, (a)+(b)), once more with Wav2Sem off (the bundle's decoder trained without
+the semantic vector, as ``infer --no-semantic`` runs it), and once audio only with closures at the
+recognised words' /p b m/ (``infer --close-recognised``). Metrics, pooled over a group's phones:
 
 * closure: share of /p b m/ where mouthClose passes 0.5 at one of its frames (``wav2sem_contract.lipsync``);
 * false closure: share of vowels of 60 ms or more whose frames all keep mouthClose above 0.5
@@ -42,7 +43,10 @@ VOWEL_OPENNESS = {
     "IY": 0.0, "IH": 0.0, "UW": 0.0, "UH": 0.0,
 }
 OFF = "Wav2Sem off"
-ALL_VARIANTS = (*VARIANTS, OFF)
+HEARD = "audio + heard closures"  # infer --close-recognised: closures at the recognised words' /p b m/
+ALL_VARIANTS = (*VARIANTS, OFF, HEARD)
+MODES = (("audio only", "audio only"), (HEARD, "audio only + `--close-recognised`"),
+         ("(a)+(b)", "with transcript ((a)+(b))"))
 SEXES = ("F", "M")
 # the Wav2Sem table's rows: (variant, label)
 ABLATION_ROWS = ((OFF, "off (decoder trained without it)"), ("audio only", "audio-predicted vector"),
@@ -101,6 +105,8 @@ def animate(bundle, plain, clip: dict) -> tuple[dict[str, np.ndarray], list, obj
     out, found, _ = animate_four_ways(bundle, audio, clip["transcript"])
     off = run(plain, InferRequest(audio=clip["path"], semantic=False))
     out[OFF] = np.asarray(off["weights"], dtype=np.float32)
+    heard = run(bundle, InferRequest(audio=clip["path"], close_recognised=True, report=False))
+    out[HEARD] = np.asarray(heard["weights"], dtype=np.float32)
     return out, phones, found
 
 
@@ -146,7 +152,7 @@ def tables(summary: dict, clips: list[dict]) -> str:
     lines = ["| speakers | clips | /p b m/ | vowels (false / jaw) | mode | closure | false closure | jaw r |",
              "|---|---|---|---|---|---|---|---|"]
     for group in (*SEXES, "all"):
-        for variant, label in (("audio only", "audio only"), ("(a)+(b)", "with transcript ((a)+(b))")):
+        for variant, label in MODES:
             m = summary[group][variant]
             lines.append(f"| {names[group]} ({speakers[group]}) | {m['clips']} | {m['n_bilabials']} | "
                          f"{m['n_vowels']} / {m['n_jaw']} | {label} | {cell(m)} |")
