@@ -118,7 +118,7 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
 
         progress("report", 0.0)
         report = lipsync_report(kind, arrays, fps, raw, transcript, progress,
-                                recognised=None if heard is None else heard.pop("recognised"))
+                                recognised=None if heard is None else heard.pop("recognised", None))
         progress("report", 1.0)
     if heard is not None:
         heard.pop("recognised", None)

@@ -70,7 +70,21 @@ def test_a_vertex_model_keeps_its_motion_and_says_why(tmp_path):
 
     bundle = make_tiny_bundle(tmp_path / "tiny")
     out = tmp_path / "vertex.npz"
-    proc = infer("--bundle", bundle, "--audio", SAMPLE, "--out", out, "--close-recognised", "--no-report")
+    proc = infer("--bundle", bundle, "--audio", SAMPLE, "--out", out, "--close-recognised")
     assert proc.returncode == 0, proc.stderr
-    info = InferResult.load(out).provenance["recognised_closures"]
-    assert info["closures"] == 0 and "control models only" in info["note"]
+    result = InferResult.load(out)
+    info = result.provenance["recognised_closures"]
+    assert info == {"closures": 0, "note": "closures are enforced on control models only (this one writes vertex offsets)"}
+    assert result.lipsync["source"] == "recognised" and result.lipsync["measured"] is False
+
+
+def test_a_transcript_that_does_not_fit_falls_back_to_the_recognised_closures(tmp_path):
+    audio = SPEECH / clip()["file"]
+    out = tmp_path / "take.npz"
+    proc = infer("--audio", audio, "--out", out, "--close-recognised",
+                 "--text", "The weather in the north will stay cold and grey all week.")
+    assert proc.returncode == 0, proc.stderr
+    result = InferResult.load(out)
+    assert result.provenance["transcript"]["notice"]  # the fallback, said in one line
+    assert result.provenance["recognised_closures"]["closures"] >= 5
+    assert result.lipsync["source"] == "recognised" and result.lipsync["closed"] == result.lipsync["bilabials"]
