@@ -192,6 +192,10 @@ def _transcript(model, raw: np.ndarray, request: InferRequest, semantic: bool,
     return info, vector
 
 
+# why a vertex model (offsets, compact) gets no closures: it has no named lip controls to move
+CONTROLS_ONLY = "closures are enforced on control models only (this one writes vertex offsets)"
+
+
 def _closures(info: dict, kind: str, arrays: dict, fps: float) -> dict:
     """(a) for a controls result: the lips close at every aligned /p b m/. Vertex models (offsets,
     compact) have no named lip controls to move, so their motion is left as the model made it."""
@@ -205,7 +209,7 @@ def _closures(info: dict, kind: str, arrays: dict, fps: float) -> dict:
                                                                phones, fps)
     else:
         info["closures"] = 0
-        info["closures_note"] = "closures are enforced on control models only (this one writes vertex offsets)"
+        info["closures_note"] = CONTROLS_ONLY
     return info
 
 
@@ -222,7 +226,7 @@ def _recognised_closures(kind: str, arrays: dict, fps: float, raw: np.ndarray, p
 
     info: dict = {"closures": 0, "note": ""}
     if kind != "controls":
-        info["note"] = "closures are enforced on control models only (this one writes vertex offsets)"
+        info["note"] = CONTROLS_ONLY
         return info
     progress("report", 0.0)
     try:
