@@ -109,19 +109,16 @@ def _run(bundle: LoadedBundle, request: InferRequest, progress: Progress) -> Inf
     artist = apply_artist(kind, arrays, fps, request.strength, request.smoothing, request.gains)
     if transcript is not None:
         transcript = _closures(transcript, kind, arrays, fps)
-    heard = None
+    heard, recognised = None, None
     if request.close_recognised and not _aligned(transcript):
-        heard = _recognised_closures(kind, arrays, fps, raw, progress)
+        heard, recognised = _recognised_closures(kind, arrays, fps, raw, progress)
     report = None
     if request.report:  # on the final mouth: after the artist controls and the transcript's closures
         from .lipsync_report import lipsync_report
 
         progress("report", 0.0)
-        report = lipsync_report(kind, arrays, fps, raw, transcript, progress,
-                                recognised=None if heard is None else heard.pop("recognised", None))
+        report = lipsync_report(kind, arrays, fps, raw, transcript, progress, recognised=recognised)
         progress("report", 1.0)
-    if heard is not None:
-        heard.pop("recognised", None)
     if transcript is not None:  # the aligned phones served the closures and the report; not for provenance
         transcript.pop("phones", None)
         transcript.pop("phone_words", None)
@@ -218,16 +215,18 @@ def _aligned(transcript: dict | None) -> bool:
     return transcript is not None and not transcript.get("notice")
 
 
-def _recognised_closures(kind: str, arrays: dict, fps: float, raw: np.ndarray, progress: Progress) -> dict:
-    """Close the lips at the /p b m/ of the recognised words (``close_recognised``); what the provenance
-    records, plus ``recognised`` (the phones and note) for the report, which then need not recognise again."""
+def _recognised_closures(kind: str, arrays: dict, fps: float, raw: np.ndarray,
+                         progress: Progress) -> tuple[dict, tuple[list, str] | None]:
+    """Close the lips at the /p b m/ of the recognised words (``close_recognised``): (what the provenance
+    records, the recognised phones and note for the report, which then need not recognise again; None
+    when recognition did not run)."""
     from .lipsync_report import recognised_phones
     from .transcript import enforce_closures
 
     info: dict = {"closures": 0, "note": ""}
     if kind != "controls":
         info["note"] = CONTROLS_ONLY
-        return info
+        return info, None
     progress("report", 0.0)
     try:
         phones, note = recognised_phones(raw, progress)
@@ -235,11 +234,11 @@ def _recognised_closures(kind: str, arrays: dict, fps: float, raw: np.ndarray, p
         raise
     except Wav2SemError as exc:  # PocketSphinx is missing: the model's own motion stands, the note says why
         info["note"] = f"{exc.message} {exc.hint}".strip()
-        return info
+        return info, None
     arrays["weights"], info["closures"] = enforce_closures(
         arrays["weights"], [str(n) for n in arrays["names"]], [(p, s, e) for p, _, s, e in phones], fps)
-    info["note"], info["recognised"] = note, (phones, note)
-    return info
+    info["note"] = note
+    return info, (phones, note)
 
 
 def _bad(message: str, hint: str) -> Wav2SemError:
