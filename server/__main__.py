@@ -93,9 +93,12 @@ def _infer(args: argparse.Namespace) -> None:
     transcript = result.provenance.get("transcript")
     if transcript:
         print(transcript_line(transcript), file=sys.stderr)
-    if result.lipsync is not None:
-        from wav2sem_contract.lipsync import summary_line
+    from wav2sem_contract.lipsync import heard_closures_line, summary_line
 
+    heard = heard_closures_line(result.provenance.get("recognised_closures"))
+    if heard:
+        print(heard, file=sys.stderr)
+    if result.lipsync is not None:
         print(summary_line(result.lipsync), file=sys.stderr)
 
 

@@ -172,6 +172,8 @@ def test_close_heard_from_the_panel_closes_every_bilabial_recognition_finds():
     report = json.loads(settings.lipsync_json)
     assert report["source"] == "recognised" and report["bilabials"] >= 5
     assert [e.state for e in settings.lipsync] == ["CLOSED"] * report["bilabials"], entries(settings)
+    assert f"recognised words: {report['bilabials']} lip closures enforced" in \
+        bpy.context.window_manager.wav2sem_status.message
 
 
 def test_batch_close_recognised_closes_what_it_hears(tmp_path):

@@ -35,6 +35,7 @@ def test_the_lips_close_at_every_bilabial_of_the_true_transcript_and_nothing_far
     for out, flags in ((plain, ()), (closed, ("--close-recognised",))):
         proc = infer("--audio", audio, "--out", out, *flags)
         assert proc.returncode == 0, proc.stderr
+        assert ("lip closures enforced at their /p b m/" in proc.stderr) is bool(flags), proc.stderr
     before, after = InferResult.load(plain), InferResult.load(closed)
     assert before.provenance["recognised_closures"] is None
 
@@ -44,7 +45,8 @@ def test_the_lips_close_at_every_bilabial_of_the_true_transcript_and_nothing_far
     hits = closure_hits(after["weights"][:, close], phones, after.fps)
     assert len(hits) == 5 and all(hits), hits
     info = after.provenance["recognised_closures"]
-    assert info["closures"] >= 5 and info["note"] == "" and "recognised" not in info
+    assert set(info) == {"closures", "note"} and info["note"] == "" and info["closures"] >= 5
+    assert f"recognised words: {info['closures']} lip closures enforced at their /p b m/\n" in proc.stderr
 
     # the report measures the final motion, on the same recognised words (recognition ran once)
     report = after.lipsync
@@ -66,6 +68,7 @@ def test_a_transcript_that_fits_the_audio_makes_the_closures_instead(tmp_path):
 
 
 def test_a_vertex_model_keeps_its_motion_and_says_why(tmp_path):
+    from server.pipeline import CONTROLS_ONLY
     from tests.bundles import make_tiny_bundle
 
     bundle = make_tiny_bundle(tmp_path / "tiny")
@@ -74,7 +77,7 @@ def test_a_vertex_model_keeps_its_motion_and_says_why(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = InferResult.load(out)
     info = result.provenance["recognised_closures"]
-    assert info == {"closures": 0, "note": "closures are enforced on control models only (this one writes vertex offsets)"}
+    assert info == {"closures": 0, "note": CONTROLS_ONLY}
     assert result.lipsync["source"] == "recognised" and result.lipsync["measured"] is False
 
 

@@ -17,6 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from wav2sem_contract.artist import format_gains, parse_gains
 from wav2sem_contract.errors import Wav2SemError
+from wav2sem_contract.lipsync import heard_closures_line
 from wav2sem_contract.paths import not_regular
 from wav2sem_contract.request import InferRequest
 
@@ -290,9 +291,10 @@ class WAV2SEM_OT_generate(bpy.types.Operator):
             if pack and strip is not None:
                 notes.append("audio packed into the .blend" if strip.sound.packed_file is not None
                              else "the audio could not be packed; the sound strip reads the file")
-        note = transcript_note(result.provenance.get("transcript"))
-        if note:
-            notes.append(note)
+        for note in (transcript_note(result.provenance.get("transcript")),
+                     heard_closures_line(result.provenance.get("recognised_closures"))):
+            if note:
+                notes.append(note)
         line = lipsync.store(scene.wav2sem, result.lipsync, Timing(result.fps, first, fps), ob.name)
         if line:
             notes.append(line)

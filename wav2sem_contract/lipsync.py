@@ -146,3 +146,12 @@ def summary_line(report: dict[str, Any] | None, first_frame: float = 0.0, frame_
         more = f" and {len(missed) - most} more" if len(missed) > most else ""
         line += f"; open: {shown}{more}"
     return line
+
+
+def heard_closures_line(info: dict[str, Any] | None) -> str:
+    """One line on what ``close_recognised`` did, from the result's ``recognised_closures`` provenance
+    ('' when it was not asked for, or a transcript that fits made the closures instead)."""
+    if not info:
+        return ""
+    line = f"recognised words: {info.get('closures', 0)} lip closures enforced at their /p b m/"
+    return f"{line} ({info['note']})" if info.get("note") else line
