@@ -460,3 +460,14 @@ def test_voice_shift_without_sox_is_one_plain_error(monkeypatch):
     with pytest.raises(ModelError, match="needs the sox program") as err:
         apply_augment(audio, {"voice": {"factor": 1.1}})
     assert "apt-get install sox" in err.value.hint
+
+
+def test_voice_shift_that_sox_rejects_is_one_plain_error(monkeypatch):
+    from training.data import augment
+    from wav2sem_contract.errors import ModelError
+
+    real_run = augment.subprocess.run
+    # the real sox, given an effect it does not know, as a broken or incompatible sox would fail
+    monkeypatch.setattr(augment.subprocess, "run", lambda cmd, **kw: real_run([*cmd, "no-such-effect"], **kw))
+    with pytest.raises(ModelError, match=r"sox failed on the voice shift \(exit [1-9]"):
+        apply_augment(np.zeros(1600, np.float32), {"voice": {"factor": 1.1}})

@@ -3,7 +3,8 @@ engines' phone timings stay exact: reverberation is causal and cut to the input 
 voice shift keeps the clip's duration (below).
 
 numpy, plus the ``sox`` program for the voice shift. Parameters are drawn once (``draw_augment``) from
-a seeded generator, recorded in the clip's metadata, and applied by ``apply_augment``, which is deterministic given those parameters.
+a seeded generator, recorded in the clip's metadata, and applied by ``apply_augment``, which is
+deterministic given those parameters.
 """
 
 from __future__ import annotations
@@ -72,8 +73,17 @@ def shift_voice(x: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarr
         raise ModelError("sox_missing", "The voice-shift augmentation needs the sox program, which is not installed.",
                          "Install it (scripts/system-packages.sh, or apt-get install sox).")
     # bounded: sox runs far faster than real time, so a minute plus the clip's length is a hang
-    done = subprocess.run(cmd, input=np.asarray(x, np.float32).tobytes(), capture_output=True, check=True,
-                          timeout=60 + x.size / sr)
+    try:
+        done = subprocess.run(cmd, input=np.asarray(x, np.float32).tobytes(), capture_output=True, check=True,
+                              timeout=60 + x.size / sr)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError("sox_failed", f"sox did not finish the voice shift within {exc.timeout:.0f} s.",
+                         "Check that sox runs (sox --version); run the corpus build again.") from exc
+    except subprocess.CalledProcessError as exc:
+        said = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise ModelError("sox_failed", f"sox failed on the voice shift (exit {exc.returncode}"
+                         f"{': ' + said[-1] if said else ''}).",
+                         "Check that sox runs (sox --version); reinstall it with scripts/system-packages.sh.") from exc
     y = np.frombuffer(done.stdout, dtype=np.float32).astype(np.float64)
     return np.pad(y, (0, max(x.size - y.size, 0)))[: x.size]
 
